@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+#   make                     build nfnl_cthelper.ko against $(KDIR)
+#   make KDIR=/path/to/6.12  ... against any Rust-enabled 6.12 build tree
+#   make CLIPPY=1            ... with clippy as the Rust compiler driver
+#   make modules_install     install it under $(INSTALL_MOD_PATH)/lib/modules
+#   make check               boot the test kernel and run tests/*.sh in it
+#   make clean
+
+# Without KDIR, the cached test kernel (built first if missing).
+ifeq ($(origin KDIR),undefined)
+KDIR := $(shell $(CURDIR)/scripts/build-kernel)
+ifeq ($(KDIR),)
+$(error scripts/build-kernel failed)
+endif
+endif
+
+# make -C $(KDIR) runs rustc from the kernel tree, where this repository's
+# rust-toolchain.toml is not seen.
+export RUSTUP_TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' $(CURDIR)/rust-toolchain.toml)
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) LLVM=1
+
+all: modules
+
+modules modules_install clean:
+	$(MAKE) $(KBUILD_ARGS) $@
+
+rustfmt:
+	rustfmt --edition 2021 --check $(wildcard src/*.rs)
+
+check: modules
+	KDIR=$(KDIR) ./scripts/run-tests
+
+.PHONY: all modules modules_install clean rustfmt check

@@ -1,0 +1,672 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! nfnl_cthelper: user-space connection tracking helpers.
+//!
+//! The Rust version of `net/netfilter/nfnetlink_cthelper.c`: the nfnetlink `cthelper`
+//! subsystem, with which programs such as conntrackd create conntrack helpers whose packets are
+//! handed to user space over NFQUEUE. The functions below follow the C ones, name for name;
+//! everything `unsafe` lives in the abstraction modules.
+
+pub mod bindings;
+pub mod conntrack;
+pub mod netlink;
+pub mod nfnetlink;
+pub mod rules;
+
+use conntrack::{
+    ExpectPolicy, Helper, HelperConfig, HelperOps, HelperView, RcuGuard, Tuple, HELPER_NAME_LEN,
+    HELP_DATA_LEN, MAX_EXPECT_CLASSES,
+};
+use kernel::{
+    c_str,
+    error::{code::*, Error},
+    list::{impl_has_list_links, impl_list_arc_safe, impl_list_item, List, ListArc, ListLinks},
+    prelude::*,
+};
+use netlink::{parse_nested, Attr, Attrs, OwnedSkBuff, Policy, PolicyEntry, SkBuff};
+use nfnetlink::{Callback, DumpState, Info, SubsysLock, SubsysLocked, Subsystem};
+use rules::Reject;
+
+module! {
+    type: NfnlCthelperModule,
+    name: "nfnl_cthelper",
+    author: "Pablo Neira Ayuso <pablo@netfilter.org>",
+    description: "nfnl_cthelper: User-space connection tracking helpers",
+    license: "GPL",
+    alias: ["nfnetlink-subsys-9"],
+}
+
+const SUBSYS_ID: u8 = bindings::NFNL_SUBSYS_CTHELPER as u8;
+
+// Message types.
+const MSG_NEW: u8 = bindings::NFNL_MSG_CTHELPER_NEW as u8;
+const MSG_MAX: usize = bindings::NFNL_MSG_CTHELPER_MAX as usize;
+
+// Top-level attributes (`NFCTH_*`); tables hold `__NFCTH_MAX` entries.
+const NFCTH_ATTRS: usize = bindings::__NFCTH_MAX as usize;
+const NFCTH_NAME: u32 = bindings::NFCTH_NAME;
+const NFCTH_TUPLE: u32 = bindings::NFCTH_TUPLE;
+const NFCTH_QUEUE_NUM: u32 = bindings::NFCTH_QUEUE_NUM;
+const NFCTH_POLICY: u32 = bindings::NFCTH_POLICY;
+const NFCTH_PRIV_DATA_LEN: u32 = bindings::NFCTH_PRIV_DATA_LEN;
+const NFCTH_STATUS: u32 = bindings::NFCTH_STATUS;
+
+// Attributes nested in `NFCTH_TUPLE`.
+const NFCTH_TUPLE_ATTRS: usize = bindings::__NFCTH_TUPLE_MAX as usize;
+const NFCTH_TUPLE_L3PROTONUM: u32 = bindings::NFCTH_TUPLE_L3PROTONUM;
+const NFCTH_TUPLE_L4PROTONUM: u32 = bindings::NFCTH_TUPLE_L4PROTONUM;
+
+// Attributes nested in `NFCTH_POLICY`.
+const NFCTH_POLICY_SET_ATTRS: usize = bindings::__NFCTH_POLICY_SET_MAX as usize;
+const NFCTH_POLICY_SET_NUM: u32 = bindings::NFCTH_POLICY_SET_NUM;
+const NFCTH_POLICY_SET: u32 = bindings::NFCTH_POLICY_SET;
+
+// Attributes nested in each `NFCTH_POLICY_SET + i`.
+const NFCTH_POLICY_ATTRS: usize = bindings::__NFCTH_POLICY_MAX as usize;
+const NFCTH_POLICY_NAME: u32 = bindings::NFCTH_POLICY_NAME;
+const NFCTH_POLICY_EXPECT_MAX: u32 = bindings::NFCTH_POLICY_EXPECT_MAX;
+const NFCTH_POLICY_EXPECT_TIMEOUT: u32 = bindings::NFCTH_POLICY_EXPECT_TIMEOUT;
+
+const NAME_MAX_LEN: u16 = (HELPER_NAME_LEN - 1) as u16;
+
+// The pure rules restate UAPI and conntrack values; make sure they agree with the headers.
+const _: () = {
+    assert!(rules::NF_DROP == bindings::NF_DROP);
+    assert!(rules::NF_ACCEPT == bindings::NF_ACCEPT);
+    assert!(rules::NF_QUEUE == bindings::NF_QUEUE);
+    assert!(rules::NF_VERDICT_QMASK == bindings::NF_VERDICT_QMASK);
+    assert!(rules::NF_VERDICT_QBITS == bindings::NF_VERDICT_QBITS);
+    assert!(rules::NF_VERDICT_FLAG_QUEUE_BYPASS == bindings::NF_VERDICT_FLAG_QUEUE_BYPASS);
+    assert!(rules::F_USERSPACE == conntrack::F_USERSPACE);
+    assert!(rules::F_CONFIGURED == conntrack::F_CONFIGURED);
+    assert!(rules::STATUS_DISABLED == bindings::NFCT_HELPER_STATUS_DISABLED);
+    assert!(rules::STATUS_ENABLED == bindings::NFCT_HELPER_STATUS_ENABLED);
+    assert!(rules::MAX_EXPECT_CLASSES == MAX_EXPECT_CLASSES);
+};
+
+fn reject(r: Reject) -> Error {
+    match r {
+        Reject::Invalid => EINVAL,
+        Reject::Overflow => Error::from_errno(-(bindings::EOVERFLOW as i32)),
+        Reject::NoRoom => ENOMEM,
+    }
+}
+
+/// A helper created through this subsystem (C: `struct nfnl_cthelper`).
+#[pin_data]
+struct NfnlCthelper {
+    #[pin]
+    links: ListLinks,
+    #[pin]
+    helper: Helper,
+}
+
+impl_has_list_links! {
+    impl HasListLinks<0> for NfnlCthelper { self.links }
+}
+impl_list_arc_safe! {
+    impl ListArcSafe<0> for NfnlCthelper { untracked; }
+}
+impl_list_item! {
+    impl ListItem<0> for NfnlCthelper { using ListLinks; }
+}
+
+/// The helpers this module created, oldest first (C: `nfnl_cthelper_list`).
+static NFNL_CTHELPER_LIST: SubsysLocked<List<NfnlCthelper>, SUBSYS_ID> =
+    SubsysLocked::new(List::new());
+
+/// The callbacks of every helper this module creates.
+struct UserspaceCthelper;
+
+impl HelperOps for UserspaceCthelper {
+    /// C: `nfnl_userspace_cthelper()`.
+    fn help(ct: &conntrack::Conn, rcu: &RcuGuard) -> u32 {
+        let Some(help) = ct.help() else {
+            return rules::NF_DROP;
+        };
+        let Some(helper) = help.helper(rcu) else {
+            return rules::NF_DROP;
+        };
+        rules::help_verdict(helper.flags(), helper.queue_num())
+    }
+
+    /// C: `nfnl_cthelper_from_nlattr()`.
+    fn from_nlattr(attr: Option<&Attr>, ct: &conntrack::Conn, rcu: &RcuGuard) -> Result {
+        let attr = attr.ok_or(EINVAL)?;
+        let help = ct.help().ok_or(EINVAL)?;
+        match help.helper(rcu) {
+            Some(helper) if helper.data_len() != 0 => {}
+            _ => return Err(EINVAL),
+        }
+        let mut data = [0u8; HELP_DATA_LEN];
+        attr.memcpy_to(&mut data);
+        help.set_data(&data);
+        Ok(())
+    }
+
+    /// C: `nfnl_cthelper_to_nlattr()`.
+    fn to_nlattr(skb: &SkBuff, ct: &conntrack::Conn, rcu: &RcuGuard) -> Result {
+        let Some(help) = ct.help() else {
+            return Ok(());
+        };
+        if let Some(helper) = help.helper(rcu) {
+            let len = usize::from(helper.data_len()).min(HELP_DATA_LEN);
+            if len != 0 {
+                let data = help.data();
+                skb.put(bindings::CTA_HELP_INFO as u16, &data[..len])
+                    .map_err(|_| ENOSPC)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+static NFNL_CTHELPER_TUPLE_POL: Policy<NFCTH_TUPLE_ATTRS> = Policy::new([
+    PolicyEntry::unspec(),
+    /* NFCTH_TUPLE_L3PROTONUM */ PolicyEntry::u16(),
+    /* NFCTH_TUPLE_L4PROTONUM */ PolicyEntry::u8(),
+]);
+
+/// C: `nfnl_cthelper_parse_tuple()`.
+fn nfnl_cthelper_parse_tuple(attr: &Attr) -> Result<Tuple> {
+    let tb = parse_nested(attr, &NFNL_CTHELPER_TUPLE_POL)?;
+    let (Some(l3), Some(l4)) = (
+        tb.get(NFCTH_TUPLE_L3PROTONUM),
+        tb.get(NFCTH_TUPLE_L4PROTONUM),
+    ) else {
+        return Err(EINVAL);
+    };
+    Ok(Tuple {
+        l3num: l3.get_be16(),
+        protonum: l4.get_u8(),
+    })
+}
+
+static NFNL_CTHELPER_EXPECT_POL: Policy<NFCTH_POLICY_ATTRS> = Policy::new([
+    PolicyEntry::unspec(),
+    /* NFCTH_POLICY_NAME */ PolicyEntry::nul_string(NAME_MAX_LEN),
+    /* NFCTH_POLICY_EXPECT_MAX */ PolicyEntry::u32(),
+    /* NFCTH_POLICY_EXPECT_TIMEOUT */ PolicyEntry::u32(),
+]);
+
+/// The three attributes of one expectation policy, all required.
+fn expect_policy_attrs<'a>(
+    tb: &Attrs<'a, NFCTH_POLICY_ATTRS>,
+) -> Result<(&'a Attr, &'a Attr, &'a Attr)> {
+    match (
+        tb.get(NFCTH_POLICY_NAME),
+        tb.get(NFCTH_POLICY_EXPECT_MAX),
+        tb.get(NFCTH_POLICY_EXPECT_TIMEOUT),
+    ) {
+        (Some(name), Some(max), Some(timeout)) => Ok((name, max, timeout)),
+        _ => Err(EINVAL),
+    }
+}
+
+/// C: `nfnl_cthelper_expect_policy()`.
+fn nfnl_cthelper_expect_policy(attr: &Attr) -> Result<ExpectPolicy> {
+    let tb = parse_nested(attr, &NFNL_CTHELPER_EXPECT_POL)?;
+    let (name, max, timeout) = expect_policy_attrs(&tb)?;
+
+    let mut policy = ExpectPolicy::zeroed();
+    name.strscpy(&mut policy.name);
+    policy.max_expected = max.get_be32();
+    if policy.max_expected > conntrack::EXPECT_MAX_CNT {
+        return Err(EINVAL);
+    }
+    policy.timeout = timeout.get_be32();
+    Ok(policy)
+}
+
+static NFNL_CTHELPER_EXPECT_POLICY_SET: Policy<NFCTH_POLICY_SET_ATTRS> = Policy::new([
+    PolicyEntry::unspec(),
+    /* NFCTH_POLICY_SET_NUM */ PolicyEntry::u32(),
+    /* NFCTH_POLICY_SET1..4, nests checked one by one */ PolicyEntry::unspec(),
+    PolicyEntry::unspec(),
+    PolicyEntry::unspec(),
+    PolicyEntry::unspec(),
+]);
+
+/// Expectation policies parsed from a `NFCTH_POLICY` nest.
+struct ParsedPolicies {
+    policies: [ExpectPolicy; MAX_EXPECT_CLASSES],
+    classes: usize,
+}
+
+/// C: `nfnl_cthelper_parse_expect_policy()`.
+fn nfnl_cthelper_parse_expect_policy(attr: &Attr) -> Result<ParsedPolicies> {
+    let tb = parse_nested(attr, &NFNL_CTHELPER_EXPECT_POLICY_SET)?;
+    let num = tb.get(NFCTH_POLICY_SET_NUM).ok_or(EINVAL)?.get_be32();
+    let classes = rules::expect_classes(num).map_err(reject)?;
+
+    let mut parsed = ParsedPolicies {
+        policies: [ExpectPolicy::zeroed(); MAX_EXPECT_CLASSES],
+        classes,
+    };
+    for (i, policy) in parsed.policies.iter_mut().take(classes).enumerate() {
+        // Upstream answers -EINVAL for any bad policy, whatever the parser said.
+        let set = tb.get(NFCTH_POLICY_SET + i as u32).ok_or(EINVAL)?;
+        *policy = nfnl_cthelper_expect_policy(set).map_err(|_| EINVAL)?;
+    }
+    Ok(parsed)
+}
+
+/// C: `nfnl_cthelper_create()`.
+fn nfnl_cthelper_create(
+    tb: &Attrs<'_, NFCTH_ATTRS>,
+    tuple: Tuple,
+    list: &mut List<NfnlCthelper>,
+) -> Result {
+    let (Some(name), Some(_), Some(policy), Some(priv_data_len)) = (
+        tb.get(NFCTH_NAME),
+        tb.get(NFCTH_TUPLE),
+        tb.get(NFCTH_POLICY),
+        tb.get(NFCTH_PRIV_DATA_LEN),
+    ) else {
+        return Err(EINVAL);
+    };
+
+    let parsed = nfnl_cthelper_parse_expect_policy(policy)?;
+
+    let mut helper_name = [0u8; HELPER_NAME_LEN];
+    name.strscpy(&mut helper_name);
+    let data_len =
+        rules::priv_data_len(priv_data_len.get_be32(), HELP_DATA_LEN).map_err(reject)?;
+
+    let mut flags = rules::F_USERSPACE;
+    // Default to queue number zero, this can be updated at any time.
+    let queue_num = tb.get(NFCTH_QUEUE_NUM).map_or(0, Attr::get_be32);
+    if let Some(status) = tb.get(NFCTH_STATUS) {
+        flags = rules::apply_status(flags, status.get_be32());
+    }
+
+    let config = HelperConfig {
+        name: helper_name,
+        tuple,
+        policies: &parsed.policies[..parsed.classes],
+        data_len,
+        flags,
+        queue_num,
+    };
+    let nlcth = ListArc::pin_init(
+        try_pin_init!(NfnlCthelper {
+            links <- ListLinks::new(),
+            helper <- Helper::register::<UserspaceCthelper>(config, &THIS_MODULE),
+        }? Error),
+        GFP_KERNEL,
+    )?;
+    list.push_back(nlcth);
+    Ok(())
+}
+
+/// C: `nfnl_cthelper_update_policy_one()`: the new `(max_expected, timeout)` of one class.
+fn nfnl_cthelper_update_policy_one(policy: &ExpectPolicy, attr: &Attr) -> Result<(u32, u32)> {
+    let tb = parse_nested(attr, &NFNL_CTHELPER_EXPECT_POL)?;
+    let (name, max, timeout) = expect_policy_attrs(&tb)?;
+
+    // A class cannot be renamed: the name is how user space tells the classes apart.
+    if !rules::nla_str_eq(name.payload(), &policy.name) {
+        return Err(EBUSY);
+    }
+    let max_expected = max.get_be32();
+    if max_expected > conntrack::EXPECT_MAX_CNT {
+        return Err(EINVAL);
+    }
+    Ok((max_expected, timeout.get_be32()))
+}
+
+/// C: `nfnl_cthelper_update_policy_all()`.
+///
+/// Every class is checked before any is changed, so a bad request leaves the helper as it was.
+fn nfnl_cthelper_update_policy_all(
+    tb: &Attrs<'_, NFCTH_POLICY_SET_ATTRS>,
+    helper: &Helper,
+) -> Result {
+    let classes = helper.view().expect_classes();
+    let mut new_policy = [(0u32, 0u32); MAX_EXPECT_CLASSES];
+
+    for (i, new) in new_policy.iter_mut().take(classes).enumerate() {
+        let set = tb.get(NFCTH_POLICY_SET + i as u32).ok_or(EINVAL)?;
+        let policy = helper.view().expect_policy(i).ok_or(EINVAL)?;
+        *new = nfnl_cthelper_update_policy_one(&policy, set)?;
+    }
+    // Now we can safely update them.
+    for (i, &(max_expected, timeout)) in new_policy.iter().take(classes).enumerate() {
+        helper.set_expect_limits(i, max_expected, timeout);
+    }
+    Ok(())
+}
+
+/// C: `nfnl_cthelper_update_policy()`.
+fn nfnl_cthelper_update_policy(helper: &Helper, attr: &Attr) -> Result {
+    let tb = parse_nested(attr, &NFNL_CTHELPER_EXPECT_POLICY_SET)?;
+    let class_max = tb.get(NFCTH_POLICY_SET_NUM).ok_or(EINVAL)?.get_be32();
+    if helper.view().expect_classes() as u32 != class_max {
+        return Err(EBUSY);
+    }
+    nfnl_cthelper_update_policy_all(&tb, helper)
+}
+
+/// C: `nfnl_cthelper_update()`.
+fn nfnl_cthelper_update(tb: &Attrs<'_, NFCTH_ATTRS>, helper: &Helper) -> Result {
+    if let Some(size) = tb.get(NFCTH_PRIV_DATA_LEN) {
+        if size.get_be32() != u32::from(helper.view().data_len()) {
+            return Err(EBUSY);
+        }
+    }
+    if let Some(policy) = tb.get(NFCTH_POLICY) {
+        nfnl_cthelper_update_policy(helper, policy)?;
+    }
+    if let Some(queue_num) = tb.get(NFCTH_QUEUE_NUM) {
+        helper.set_queue_num(queue_num.get_be32());
+    }
+    if let Some(status) = tb.get(NFCTH_STATUS) {
+        helper.set_flags(rules::apply_status(helper.view().flags(), status.get_be32()));
+    }
+    Ok(())
+}
+
+/// Whether `helper` is selected by a request's optional name and tuple.
+fn nfnl_cthelper_matches(helper: &HelperView, name: Option<&[u8]>, tuple: Option<Tuple>) -> bool {
+    if let Some(name) = name {
+        if !rules::strn_eq(helper.name(), name, HELPER_NAME_LEN) {
+            return false;
+        }
+    }
+    match tuple {
+        Some(tuple) => tuple == helper.tuple(),
+        None => true,
+    }
+}
+
+/// C: `nfnl_cthelper_new()`.
+struct NfnlCthelperNew;
+
+impl nfnetlink::Handler<SUBSYS_ID, NFCTH_ATTRS> for NfnlCthelperNew {
+    fn call(
+        _skb: &SkBuff,
+        info: &Info<'_>,
+        tb: &Attrs<'_, NFCTH_ATTRS>,
+        lock: &mut SubsysLock<SUBSYS_ID>,
+    ) -> Result {
+        if !nfnetlink::capable_net_admin() {
+            return Err(EPERM);
+        }
+        let (Some(name), Some(tuple)) = (tb.get(NFCTH_NAME), tb.get(NFCTH_TUPLE)) else {
+            return Err(EINVAL);
+        };
+        let helper_name = name.payload();
+        let tuple = nfnl_cthelper_parse_tuple(tuple)?;
+
+        let list = NFNL_CTHELPER_LIST.get(lock);
+        if let Some(cur) = list
+            .iter()
+            .find(|cur| nfnl_cthelper_matches(cur.helper.view(), Some(helper_name), Some(tuple)))
+        {
+            if info.nlmsg_flags() & bindings::NLM_F_EXCL as u16 != 0 {
+                return Err(EEXIST);
+            }
+            return nfnl_cthelper_update(tb, &cur.helper);
+        }
+        nfnl_cthelper_create(tb, tuple, list)
+    }
+}
+
+/// C: `nfnl_cthelper_dump_tuple()`.
+fn nfnl_cthelper_dump_tuple(skb: &SkBuff, helper: &HelperView) -> Result {
+    let nest = skb.nest_start(NFCTH_TUPLE as u16)?;
+    let tuple = helper.tuple();
+    skb.put_be16(NFCTH_TUPLE_L3PROTONUM as u16, tuple.l3num)?;
+    skb.put_u8(NFCTH_TUPLE_L4PROTONUM as u16, tuple.protonum)?;
+    nest.end();
+    Ok(())
+}
+
+/// C: `nfnl_cthelper_dump_policy()`.
+fn nfnl_cthelper_dump_policy(skb: &SkBuff, helper: &HelperView) -> Result {
+    let nest1 = skb.nest_start(NFCTH_POLICY as u16)?;
+    let classes = helper.expect_classes();
+    skb.put_be32(NFCTH_POLICY_SET_NUM as u16, classes as u32)?;
+    for i in 0..classes {
+        let policy = helper.expect_policy(i).ok_or(EINVAL)?;
+        let nest2 = skb.nest_start((NFCTH_POLICY_SET + i as u32) as u16)?;
+        skb.put_string(NFCTH_POLICY_NAME as u16, &policy.name)?;
+        skb.put_be32(NFCTH_POLICY_EXPECT_MAX as u16, policy.max_expected)?;
+        skb.put_be32(NFCTH_POLICY_EXPECT_TIMEOUT as u16, policy.timeout)?;
+        nest2.end();
+    }
+    nest1.end();
+    Ok(())
+}
+
+/// C: `nfnl_cthelper_fill_info()`: one `NFNL_MSG_CTHELPER_NEW` message describing `helper`.
+///
+/// Returns `skb->len`; on error the partial message is cancelled.
+fn nfnl_cthelper_fill_info(
+    skb: &SkBuff,
+    portid: u32,
+    seq: u32,
+    event: u8,
+    helper: &HelperView,
+) -> Result<u32> {
+    let flags = if portid != 0 {
+        bindings::NLM_F_MULTI as u16
+    } else {
+        0
+    };
+    let msg = skb.nfnl_msg_put(
+        portid,
+        seq,
+        nfnetlink::msg_type(SUBSYS_ID, event),
+        flags,
+        bindings::AF_UNSPEC as u8,
+    )?;
+
+    skb.put_string(NFCTH_NAME as u16, helper.name())?;
+    skb.put_be32(NFCTH_QUEUE_NUM as u16, helper.queue_num())?;
+    nfnl_cthelper_dump_tuple(skb, helper)?;
+    nfnl_cthelper_dump_policy(skb, helper)?;
+    skb.put_be32(NFCTH_PRIV_DATA_LEN as u16, helper.data_len().into())?;
+    let status = if helper.flags() & rules::F_CONFIGURED != 0 {
+        rules::STATUS_ENABLED
+    } else {
+        rules::STATUS_DISABLED
+    };
+    skb.put_be32(NFCTH_STATUS as u16, status)?;
+
+    msg.end();
+    Ok(skb.length())
+}
+
+/// C: `nfnl_cthelper_dump_table()`: every user-space helper in the conntrack helper table.
+///
+/// `args[0]` is the bucket to go on from, `args[1]` the helper that did not fit last time.
+struct NfnlCthelperDumpTable;
+
+impl nfnetlink::Dump for NfnlCthelperDumpTable {
+    fn dump(skb: &SkBuff, cb: &mut DumpState<'_>) -> Result<u32> {
+        let rcu = RcuGuard::lock();
+        let last = cb.arg(1);
+        let portid = cb.portid();
+        let seq = cb.nlmsg_seq();
+
+        'buckets: while cb.arg(0) < conntrack::helper_table_size() {
+            loop {
+                for cur in conntrack::helper_table_bucket(&rcu, cb.arg(0)) {
+                    // Skip non-userspace conntrack helpers.
+                    if cur.flags() & rules::F_USERSPACE == 0 {
+                        continue;
+                    }
+                    if cb.arg(1) != 0 {
+                        if cur.id() != last {
+                            continue;
+                        }
+                        cb.set_arg(1, 0);
+                    }
+                    if nfnl_cthelper_fill_info(skb, portid, seq, MSG_NEW, cur).is_err() {
+                        cb.set_arg(1, cur.id());
+                        break 'buckets;
+                    }
+                }
+                // The helper we stopped at is gone: dump this bucket again from its start.
+                if cb.arg(1) != 0 {
+                    cb.set_arg(1, 0);
+                    continue;
+                }
+                break;
+            }
+            let next = cb.arg(0) + 1;
+            cb.set_arg(0, next);
+        }
+        Ok(skb.length())
+    }
+}
+
+/// The optional name and tuple that select helpers in GET and DEL requests.
+fn nfnl_cthelper_filter<'a>(
+    tb: &Attrs<'a, NFCTH_ATTRS>,
+) -> Result<(Option<&'a [u8]>, Option<Tuple>)> {
+    let helper_name = tb.get(NFCTH_NAME).map(Attr::payload);
+    let tuple = match tb.get(NFCTH_TUPLE) {
+        Some(attr) => Some(nfnl_cthelper_parse_tuple(attr)?),
+        None => None,
+    };
+    Ok((helper_name, tuple))
+}
+
+/// C: `nfnl_cthelper_get()`.
+struct NfnlCthelperGet;
+
+impl nfnetlink::Handler<SUBSYS_ID, NFCTH_ATTRS> for NfnlCthelperGet {
+    fn call(
+        skb: &SkBuff,
+        info: &Info<'_>,
+        tb: &Attrs<'_, NFCTH_ATTRS>,
+        lock: &mut SubsysLock<SUBSYS_ID>,
+    ) -> Result {
+        if !nfnetlink::capable_net_admin() {
+            return Err(EPERM);
+        }
+        if info.nlmsg_flags() & bindings::NLM_F_DUMP as u16 != 0 {
+            return info.dump_start::<NfnlCthelperDumpTable>(skb);
+        }
+
+        let (helper_name, tuple) = nfnl_cthelper_filter(tb)?;
+        let list = NFNL_CTHELPER_LIST.get(lock);
+        let Some(cur) = list
+            .iter()
+            .find(|cur| nfnl_cthelper_matches(cur.helper.view(), helper_name, tuple))
+        else {
+            return Err(ENOENT);
+        };
+
+        let skb2 = OwnedSkBuff::new_default()?;
+        let portid = skb.netlink_portid();
+        let event = MSG_NEW;
+        if nfnl_cthelper_fill_info(&skb2, portid, info.nlmsg_seq(), event, cur.helper.view())
+            .is_err()
+        {
+            // Upstream hands back fill_info()'s -1, which reads as -EPERM. It cannot happen in
+            // practice: one helper is far smaller than NLMSG_DEFAULT_SIZE.
+            return Err(EPERM);
+        }
+        info.unicast(skb2, portid)
+    }
+}
+
+/// C: `nfnl_cthelper_del()`.
+struct NfnlCthelperDel;
+
+impl nfnetlink::Handler<SUBSYS_ID, NFCTH_ATTRS> for NfnlCthelperDel {
+    fn call(
+        _skb: &SkBuff,
+        _info: &Info<'_>,
+        tb: &Attrs<'_, NFCTH_ATTRS>,
+        lock: &mut SubsysLock<SUBSYS_ID>,
+    ) -> Result {
+        if !nfnetlink::capable_net_admin() {
+            return Err(EPERM);
+        }
+        let (helper_name, tuple) = nfnl_cthelper_filter(tb)?;
+
+        let list = NFNL_CTHELPER_LIST.get(lock);
+        let mut kept = List::new();
+        let mut ret = Err(ENOENT);
+        let mut found = false;
+        let mut seen = 0;
+
+        while let Some(nlcth) = list.pop_front() {
+            seen += 1;
+            if !nfnl_cthelper_matches(nlcth.helper.view(), helper_name, tuple) {
+                kept.push_back(nlcth);
+                continue;
+            }
+            // A helper that an nft ct helper object or an xt CT rule still holds stays.
+            if nlcth.helper.release_if_unused() {
+                found = true;
+                // Dropping it unregisters the helper, then frees it.
+                drop(nlcth);
+            } else {
+                ret = Err(EBUSY);
+                kept.push_back(nlcth);
+            }
+        }
+        list.push_all_back(&mut kept);
+
+        // Make sure we return success if we flush and there is no helpers.
+        if found || seen == 0 {
+            Ok(())
+        } else {
+            ret
+        }
+    }
+}
+
+static NFNL_CTHELPER_POLICY: Policy<NFCTH_ATTRS> = Policy::new([
+    PolicyEntry::unspec(),
+    /* NFCTH_NAME */ PolicyEntry::nul_string(NAME_MAX_LEN),
+    /* NFCTH_TUPLE */ PolicyEntry::unspec(),
+    /* NFCTH_QUEUE_NUM */ PolicyEntry::u32(),
+    /* NFCTH_POLICY */ PolicyEntry::unspec(),
+    /* NFCTH_PRIV_DATA_LEN */ PolicyEntry::u32(),
+    /* NFCTH_STATUS */ PolicyEntry::u32(),
+]);
+
+static NFNL_CTHELPER_CB: [Callback; MSG_MAX] = [
+    Callback::mutex::<SUBSYS_ID, NFCTH_ATTRS, NfnlCthelperNew>(&NFNL_CTHELPER_POLICY),
+    Callback::mutex::<SUBSYS_ID, NFCTH_ATTRS, NfnlCthelperGet>(&NFNL_CTHELPER_POLICY),
+    Callback::mutex::<SUBSYS_ID, NFCTH_ATTRS, NfnlCthelperDel>(&NFNL_CTHELPER_POLICY),
+];
+
+static NFNL_CTHELPER_SUBSYS: Subsystem =
+    Subsystem::new(c_str!("cthelper"), SUBSYS_ID, &NFNL_CTHELPER_CB);
+
+struct NfnlCthelperModule {
+    subsys: Option<nfnetlink::Registration>,
+}
+
+impl kernel::Module for NfnlCthelperModule {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let subsys = nfnetlink::Registration::register(&NFNL_CTHELPER_SUBSYS).inspect_err(|_| {
+            pr_err!("cannot register with nfnetlink.\n");
+        })?;
+        Ok(Self {
+            subsys: Some(subsys),
+        })
+    }
+}
+
+impl Drop for NfnlCthelperModule {
+    fn drop(&mut self) {
+        // No request may find a helper that is going away: unregister the subsystem first.
+        drop(self.subsys.take());
+
+        let mut helpers = List::new();
+        {
+            let mut lock = SubsysLock::<SUBSYS_ID>::lock();
+            helpers.push_all_back(NFNL_CTHELPER_LIST.get(&mut lock));
+        }
+        // Each helper is unregistered (its conntracks and expectations detached) and freed.
+        drop(helpers);
+    }
+}

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C shims for static inline functions and macros; see shims.h.
+ *
+ * Nothing here makes a decision: each function is the inline it wraps, so
+ * that the Rust abstractions (src/netlink.rs, src/nfnetlink.rs,
+ * src/conntrack.rs) can reach it.
+ */
+
+#include <linux/module.h>
+#include <linux/rcupdate.h>
+#include <linux/refcount.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <net/netfilter/nf_conntrack_helper.h>
+
+#include "shims.h"
+
+struct nf_conn_help *cthelper_shim_nfct_help(const struct nf_conn *ct)
+{
+	return nfct_help(ct);
+}
+
+struct nf_conntrack_helper *
+cthelper_shim_help_helper_rcu(const struct nf_conn_help *help)
+{
+	return rcu_dereference(help->helper);
+}
+
+unsigned int cthelper_shim_helper_flags_read(const struct nf_conntrack_helper *helper)
+{
+	return READ_ONCE(helper->flags);
+}
+
+void cthelper_shim_helper_flags_write(struct nf_conntrack_helper *helper,
+				      unsigned int flags)
+{
+	WRITE_ONCE(helper->flags, flags);
+}
+
+bool cthelper_shim_helper_refcount_dec_if_one(struct nf_conntrack_helper *helper)
+{
+	return refcount_dec_if_one(&helper->refcnt);
+}
+
+static struct nf_conntrack_helper *helper_of(struct hlist_node *node)
+{
+	return node ? hlist_entry(node, struct nf_conntrack_helper, hnode) : NULL;
+}
+
+struct nf_conntrack_helper *cthelper_shim_helper_hash_first_rcu(unsigned int bucket)
+{
+	return helper_of(rcu_dereference(hlist_first_rcu(&nf_ct_helper_hash[bucket])));
+}
+
+struct nf_conntrack_helper *
+cthelper_shim_helper_hash_next_rcu(const struct nf_conntrack_helper *helper)
+{
+	return helper_of(rcu_dereference(hlist_next_rcu(&helper->hnode)));
+}
+
+void cthelper_shim_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void cthelper_shim_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
+}
+
+int cthelper_shim_nla_parse_nested(struct nlattr **tb, int maxtype,
+				   const struct nlattr *nla,
+				   const struct nla_policy *policy)
+{
+	return nla_parse_nested_deprecated(tb, maxtype, nla, policy, NULL);
+}
+
+struct sk_buff *cthelper_shim_nlmsg_new(void)
+{
+	return nlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+}
+
+void cthelper_shim_kfree_skb(struct sk_buff *skb)
+{
+	kfree_skb(skb);
+}
+
+unsigned int cthelper_shim_skb_len(const struct sk_buff *skb)
+{
+	return skb->len;
+}
+
+u32 cthelper_shim_skb_portid(const struct sk_buff *skb)
+{
+	return NETLINK_CB(skb).portid;
+}
+
+struct nlmsghdr *cthelper_shim_nfnl_msg_put(struct sk_buff *skb, u32 portid,
+					    u32 seq, int type, int flags,
+					    u8 family, u8 version, __be16 res_id)
+{
+	return nfnl_msg_put(skb, portid, seq, type, flags, family, version,
+			    res_id);
+}
+
+void cthelper_shim_nlmsg_end(struct sk_buff *skb, struct nlmsghdr *nlh)
+{
+	nlmsg_end(skb, nlh);
+}
+
+void cthelper_shim_nlmsg_cancel(struct sk_buff *skb, struct nlmsghdr *nlh)
+{
+	nlmsg_cancel(skb, nlh);
+}
+
+struct nlattr *cthelper_shim_nla_nest_start(struct sk_buff *skb, int attrtype)
+{
+	return nla_nest_start(skb, attrtype);
+}
+
+void cthelper_shim_nla_nest_end(struct sk_buff *skb, struct nlattr *start)
+{
+	nla_nest_end(skb, start);
+}
+
+/* netlink_dump_start() records THIS_MODULE, which must be this module. */
+int cthelper_shim_netlink_dump_start(struct sock *ssk, struct sk_buff *skb,
+				     const struct nlmsghdr *nlh,
+				     int (*dump)(struct sk_buff *skb,
+						 struct netlink_callback *cb))
+{
+	struct netlink_dump_control c = {
+		.dump = dump,
+	};
+
+	return netlink_dump_start(ssk, skb, nlh, &c);
+}
