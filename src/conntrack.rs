@@ -467,7 +467,10 @@ impl Helper {
         if class >= self.view().expect_classes() {
             return;
         }
-        let policies = self.policies.get().cast::<bindings::nf_conntrack_expect_policy>();
+        let policies = self
+            .policies
+            .get()
+            .cast::<bindings::nf_conntrack_expect_policy>();
         // SAFETY: By the type invariants, `class` indexes a policy in use, in our allocation.
         // Readers (expectation code) read these integers whole.
         unsafe {

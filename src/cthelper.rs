@@ -270,8 +270,7 @@ fn nfnl_cthelper_create(
 
     let mut helper_name = [0u8; HELPER_NAME_LEN];
     name.strscpy(&mut helper_name);
-    let data_len =
-        rules::priv_data_len(priv_data_len.get_be32(), HELP_DATA_LEN).map_err(reject)?;
+    let data_len = rules::priv_data_len(priv_data_len.get_be32(), HELP_DATA_LEN).map_err(reject)?;
 
     let mut flags = rules::F_USERSPACE;
     // Default to queue number zero, this can be updated at any time.
@@ -361,7 +360,10 @@ fn nfnl_cthelper_update(tb: &Attrs<'_, NFCTH_ATTRS>, helper: &Helper) -> Result 
         helper.set_queue_num(queue_num.get_be32());
     }
     if let Some(status) = tb.get(NFCTH_STATUS) {
-        helper.set_flags(rules::apply_status(helper.view().flags(), status.get_be32()));
+        helper.set_flags(rules::apply_status(
+            helper.view().flags(),
+            status.get_be32(),
+        ));
     }
     Ok(())
 }
@@ -647,9 +649,10 @@ struct NfnlCthelperModule {
 
 impl kernel::Module for NfnlCthelperModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let subsys = nfnetlink::Registration::register(&NFNL_CTHELPER_SUBSYS).inspect_err(|_| {
-            pr_err!("cannot register with nfnetlink.\n");
-        })?;
+        let subsys =
+            nfnetlink::Registration::register(&NFNL_CTHELPER_SUBSYS).inspect_err(|_| {
+                pr_err!("cannot register with nfnetlink.\n");
+            })?;
         Ok(Self {
             subsys: Some(subsys),
         })

@@ -250,9 +250,7 @@ impl SkBuff {
     pub fn put(&self, ty: u16, data: &[u8]) -> Result {
         let len = i32::try_from(data.len()).map_err(|_| EINVAL)?;
         // SAFETY: `self` is a valid socket buffer and `data` is readable for `len` bytes.
-        to_result(unsafe {
-            bindings::nla_put(self.as_raw(), ty.into(), len, data.as_ptr().cast())
-        })
+        to_result(unsafe { bindings::nla_put(self.as_raw(), ty.into(), len, data.as_ptr().cast()) })
     }
 
     /// `nla_put_u8()`.

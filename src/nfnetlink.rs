@@ -188,7 +188,6 @@ impl DumpState<'_> {
     pub fn nlmsg_seq(&self) -> u32 {
         self.nlh().nlmsg_seq
     }
-
 }
 
 /// A dump callback (`netlink_dump_control.dump`).
@@ -218,12 +217,7 @@ unsafe extern "C" fn dump_callback<D: Dump>(
 /// A message callback of subsystem `ID` with an attribute table of `N` entries.
 pub trait Handler<const ID: u8, const N: usize> {
     /// Handles one message; runs with the subsystem mutex held.
-    fn call(
-        skb: &SkBuff,
-        info: &Info<'_>,
-        tb: &Attrs<'_, N>,
-        lock: &mut SubsysLock<ID>,
-    ) -> Result;
+    fn call(skb: &SkBuff, info: &Info<'_>, tb: &Attrs<'_, N>, lock: &mut SubsysLock<ID>) -> Result;
 }
 
 /// # Safety

@@ -139,10 +139,19 @@ mod tests {
 
     #[test]
     fn status_sets_and_clears_configured_only() {
-        assert_eq!(apply_status(F_USERSPACE, STATUS_ENABLED), F_USERSPACE | F_CONFIGURED);
-        assert_eq!(apply_status(F_USERSPACE | F_CONFIGURED, STATUS_DISABLED), F_USERSPACE);
+        assert_eq!(
+            apply_status(F_USERSPACE, STATUS_ENABLED),
+            F_USERSPACE | F_CONFIGURED
+        );
+        assert_eq!(
+            apply_status(F_USERSPACE | F_CONFIGURED, STATUS_DISABLED),
+            F_USERSPACE
+        );
         assert_eq!(apply_status(F_USERSPACE, 2), F_USERSPACE);
-        assert_eq!(apply_status(F_USERSPACE | F_CONFIGURED, u32::MAX), F_USERSPACE | F_CONFIGURED);
+        assert_eq!(
+            apply_status(F_USERSPACE | F_CONFIGURED, u32::MAX),
+            F_USERSPACE | F_CONFIGURED
+        );
     }
 
     #[test]

@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: GPL-2.0
+# Shared helpers for the kselftest-style scripts in tests/ (sourced, run in
+# the guest as root).  Each script prints TAP 13 and ends with
+# "N passed, N failed"; its exit status is 0 only if nothing failed.
+
+set -u
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+NFNL_TOP=${NFNL_TOP:-$(cd "$TESTS_DIR/.." && pwd)}
+NFNL_CTHELPER_KO=${NFNL_CTHELPER_KO:-$NFNL_TOP/nfnl_cthelper.ko}
+PY=/usr/bin/python3
+
+_t_num=0
+_t_pass=0
+_t_fail=0
+_t_skip=0
+
+echo "TAP version 13"
+
+t_pass() { _t_num=$((_t_num + 1)); _t_pass=$((_t_pass + 1)); echo "ok $_t_num $*"; }
+t_fail() { _t_num=$((_t_num + 1)); _t_fail=$((_t_fail + 1)); echo "not ok $_t_num $*"; }
+t_skip() { _t_num=$((_t_num + 1)); _t_skip=$((_t_skip + 1)); echo "ok $_t_num # SKIP $*"; }
+t_diag() { sed 's/^/# /'; }
+
+# t_ok DESCRIPTION COMMAND...: passes if COMMAND exits 0.
+t_ok() {
+	local desc=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		t_pass "$desc"
+	else
+		t_fail "$desc"
+		printf '%s\n' "$out" | tail -n 20 | t_diag
+	fi
+}
+
+# t_err DESCRIPTION COMMAND...: passes if COMMAND exits non-zero.
+t_err() {
+	local desc=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		t_fail "$desc (unexpectedly succeeded)"
+		printf '%s\n' "$out" | tail -n 20 | t_diag
+	else
+		t_pass "$desc"
+	fi
+}
+
+# t_eq DESCRIPTION EXPECTED ACTUAL
+t_eq() {
+	if [ "$2" = "$3" ]; then
+		t_pass "$1"
+	else
+		t_fail "$1"
+		printf 'expected: %s\nactual:   %s\n' "$2" "$3" | t_diag
+	fi
+}
+
+t_done() {
+	echo "1..$_t_num"
+	echo "$_t_pass passed, $_t_fail failed, $_t_skip skipped"
+	[ "$_t_fail" -eq 0 ]
+	exit
+}
+
+# Loading and unloading the modules under test.
+mod_loaded() { [ -d "/sys/module/$1" ]; }
+load_rust() { mod_loaded nfnl_cthelper || insmod "$NFNL_CTHELPER_KO"; }
+unload_rust() { ! mod_loaded nfnl_cthelper || rmmod nfnl_cthelper; }
+load_c() { mod_loaded nfnetlink_cthelper || modprobe nfnetlink_cthelper; }
+unload_c() { ! mod_loaded nfnetlink_cthelper || rmmod nfnetlink_cthelper; }
+unload_all() { unload_rust 2>/dev/null; unload_c 2>/dev/null; true; }
