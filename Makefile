@@ -4,7 +4,8 @@
 #   make KDIR=/path/to/6.12  ... against any Rust-enabled 6.12 build tree
 #   make CLIPPY=1            ... with clippy as the Rust compiler driver
 #   make modules_install     install it under $(INSTALL_MOD_PATH)/lib/modules
-#   make check               boot the test kernel and run tests/*.sh in it
+#   make check               the test command: host checks, then tests/*.sh in a guest
+#   make demo                boot a guest and show the module at work
 #   make clean
 
 # Without KDIR, the cached test kernel (built first if missing).
@@ -30,7 +31,10 @@ modules modules_install clean:
 rustfmt:
 	rustfmt --edition 2021 --check $(wildcard src/*.rs)
 
-check: modules
+check:
 	KDIR=$(KDIR) ./scripts/run-tests
 
-.PHONY: all modules modules_install clean rustfmt check
+demo:
+	./scripts/demo
+
+.PHONY: all modules modules_install clean rustfmt check demo
