@@ -559,7 +559,13 @@ impl nfnetlink::Handler<SUBSYS_ID, NFCTH_ATTRS> for NfnlCthelperGet {
             .iter()
             .find(|cur| nfnl_cthelper_matches(cur.helper.view(), helper_name, tuple))
         else {
-            return Err(ENOENT);
+            // Upstream's `ret` starts as -ENOENT but is overwritten by the successful tuple
+            // parse, so a request with a tuple that matches nothing is acked with 0. User space
+            // sees that; keep it.
+            return match tuple {
+                Some(_) => Ok(()),
+                None => Err(ENOENT),
+            };
         };
 
         let skb2 = OwnedSkBuff::new_default()?;
