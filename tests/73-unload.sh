@@ -96,9 +96,13 @@ for c in $(seq 1 "$CYCLES"); do
 		(sleep 30 | timeout 40 ip netns exec "$CLI" socat -u - \
 			"TCP:$SRV_ADDR:2300,connect-timeout=5" 2> /dev/null) &
 		long=$!
-		retry 40 bash -c "ip netns exec $SRV conntrack -L -p tcp --dport 2300 2>/dev/null | grep -q helper=ftp" ||
-			fail="no conntrack carries helper=ftp"
-		n=$(ip netns exec "$SRV" conntrack -L -p tcp --dport 2300 2> /dev/null | grep -c helper=ftp)
+		n=0
+		for _ in $(seq 40); do
+			n=$(ip netns exec "$SRV" conntrack -L -p tcp --dport 2300 2> /dev/null | grep -c helper=ftp)
+			[ "$n" -gt 0 ] && break
+			sleep 0.25
+		done
+		[ "$n" -gt 0 ] || fail="no conntrack carries helper=ftp"
 		ct_total=$((ct_total + n))
 	fi
 	ip netns exec "$SRV" nft delete table ip cthelper_unload 2> /dev/null ||
