@@ -1,0 +1,635 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# The real users, end to end: conntrackd (Debian's 1.4.7) running its ftp and
+# tftp helpers in user space on top of the cthelper subsystem.
+#
+#   cli 192.0.2.1 ---- 192.0.2.254 rtr 198.51.100.254 ---- 198.51.100.2 srv
+#
+# The router's forward chain drops everything but "ct state
+# established,related", new connections to TCP port 21 and to UDP port 69,
+# so an FTP data connection (passive or active) or a TFTP reply (which comes
+# from a new server port) gets through only if it is RELATED, that is only
+# if conntrackd's helper saw the control traffic and created the
+# expectation.  conntrackd runs in the router namespace: the helper is
+# attached there (nft "ct helper" object, or iptables' CT target), conntrack
+# queues the flow to an NFQUEUE of that namespace, and conntrackd creates
+# the expectations through that namespace's ctnetlink.  The helper table,
+# which the module under test holds, is global.
+#
+# Per module (ours, then the upstream C one as the oracle):
+#   a) helper stubs from "nfct helper add", still disabled, no conntrackd:
+#      FTP and TFTP data transfers fail;
+#   b) conntrackd configures and enables them; nft ct helper: passive and
+#      active FTP and TFTP succeed, with expectations, RELATED packets,
+#      helper=ftp on the control connection, and conntrackd's ftp private
+#      data (CTA_HELP_INFO) read back through ctnetlink;
+#   c) "nfct helper disable" (conntrackd still running): transfers fail;
+#   d) conntrackd restarted, helpers attached by iptables -j CT --helper:
+#      transfers succeed;
+#   e) conntrackd stopped, the helpers still enabled: nobody listens on the
+#      queue, and the helper's bypass verdict comes from conntrack's confirm
+#      hook, so the control connection's SYN leaves unconfirmed and the
+#      router finds the SYN-ACK INVALID: nothing gets through at all.
+# Finally the outcomes of both modules must be identical.
+#
+# Every exec costs about a second in the TCG guest, Python several: the
+# script runs inside the router namespace (no "ip netns exec" for nft,
+# conntrack, iptables and conntrackd), one Python process serves FTP and
+# TFTP, one Python agent runs every FTP client session, the TFTP download
+# runs alongside the FTP sessions, and output is parsed with bash builtins.
+
+RTR=cth60-rtr-$$
+if [ "${1:-}" != --in-router ] && ip netns add "$RTR" 2>/dev/null; then
+	exec ip netns exec "$RTR" bash "$0" --in-router "$RTR"
+fi
+[ "${1:-}" = --in-router ] && RTR=$2
+
+. "$(dirname "$0")/lib.sh"
+
+APPS="$TESTS_DIR/cthelper_apps.py"
+CLI=cth60-cli-$$
+SRV=cth60-srv-$$
+CLI_ADDR=192.0.2.1
+RTR_CLI_ADDR=192.0.2.254
+RTR_SRV_ADDR=198.51.100.254
+SRV_ADDR=198.51.100.2
+FTP_QUEUE=5
+TFTP_QUEUE=6
+# Failing transfers end on this (seconds): the SYN, the PORT connection or
+# the TFTP data that the router drops is never answered.
+FAIL_TIMEOUT=3
+# Transfers that should succeed may take this long (a loaded TCG host).
+OK_TIMEOUT=30
+WORK=$(mktemp -d /tmp/cth60.XXXXXX)
+FILE=payload.bin
+CTD_PID=
+CURL_PID=
+TFTP_RESULT=
+EV_PID=
+SRVS_PID=
+AGENT_PID=
+declare -A OUTCOME
+
+# sleep without an exec: nobody ever writes to this fifo.
+mkfifo "$WORK/never"
+exec {NEVER_FD}<> "$WORK/never"
+snooze() { read -rt "$1" -u "$NEVER_FD"; true; }
+
+retry() { # TRIES COMMAND...
+	local n=$1
+	shift
+	while ! "$@" > /dev/null 2>&1; do
+		n=$((n - 1))
+		[ "$n" -gt 0 ] || return 1
+		snooze 0.5
+	done
+}
+
+stop_pid() { # PID: TERM, then KILL after 5 s
+	local pid=$1
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for _ in {1..50}; do
+		kill -0 "$pid" 2>/dev/null || break
+		snooze 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	true
+}
+
+stop_conntrackd() { stop_pid "$CTD_PID"; CTD_PID=; }
+
+# Also drops the iptables-nft raw table, and with it the CT rules.
+router_reset() {
+	nft delete table inet cth60 2>/dev/null
+	nft delete table ip raw 2>/dev/null
+	conntrack -F > /dev/null 2>&1
+	true
+}
+
+cleanup() {
+	if [ -n "${CTH60_DEBUG:-}" ]; then
+		for f in conntrackd.out events servers.log; do
+			echo "== $f"; cat "$WORK/$f"
+		done 2>&1 | t_diag
+	fi
+	stop_conntrackd
+	stop_pid "$EV_PID"
+	stop_pid "$AGENT_PID"
+	stop_pid "$SRVS_PID"
+	router_reset
+	ip netns del "$CLI" 2>/dev/null
+	ip netns del "$SRV" 2>/dev/null
+	ip netns del "$RTR" 2>/dev/null
+	if mod_loaded nfnl_cthelper || mod_loaded nfnetlink_cthelper; then
+		retry 30 nfct helper flush
+	fi
+	unload_all
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# We are in the router namespace already.  One ip process per namespace.
+netns_up() {
+	[ "$(ip netns identify $$)" = "$RTR" ] &&
+	ip netns add "$CLI" && ip netns add "$SRV" &&
+	ip -batch - <<-EOF &&
+		link add r0 type veth peer name c0 netns $CLI
+		link add r1 type veth peer name s0 netns $SRV
+		addr add $RTR_CLI_ADDR/24 dev r0
+		addr add $RTR_SRV_ADDR/24 dev r1
+		link set lo up
+		link set r0 up
+		link set r1 up
+	EOF
+	ip -n "$CLI" -batch - <<-EOF &&
+		addr add $CLI_ADDR/24 dev c0
+		link set lo up
+		link set c0 up
+		route add default via $RTR_CLI_ADDR
+	EOF
+	ip -n "$SRV" -batch - <<-EOF &&
+		addr add $SRV_ADDR/24 dev s0
+		link set lo up
+		link set s0 up
+		route add default via $RTR_SRV_ADDR
+	EOF
+	echo 1 > /proc/sys/net/ipv4/ip_forward
+}
+
+# The firewall, plus the nft ct helper objects (which need the helpers to
+# exist) and the chain for the rules that attach them.
+router_ruleset() {
+	nft -f - <<-EOF
+		table inet cth60 {
+			ct helper ftp_user {
+				type "ftp" protocol tcp
+				l3proto ip
+			}
+			ct helper tftp_user {
+				type "tftp" protocol udp
+				l3proto ip
+			}
+			counter rel_tcp { }
+			counter rel_udp { }
+			counter invalid { }
+			chain attach {
+				type filter hook prerouting priority filter; policy accept;
+			}
+			chain forward_filter {
+				type filter hook forward priority filter; policy drop;
+				ct state related meta l4proto tcp counter name "rel_tcp" accept
+				ct state related meta l4proto udp counter name "rel_udp" accept
+				ct state invalid counter name "invalid" drop
+				ct state established accept
+				ct state new tcp dport 21 accept
+				ct state new udp dport 69 accept
+			}
+		}
+		add rule inet cth60 attach tcp dport 21 ct helper set "ftp_user"
+		add rule inet cth60 attach udp dport 69 ct helper set "tftp_user"
+	EOF
+}
+
+attach_iptables() {
+	nft flush chain inet cth60 attach &&
+	iptables -t raw -A PREROUTING -p tcp --dport 21 -j CT --helper ftp &&
+	iptables -t raw -A PREROUTING -p udp --dport 69 -j CT --helper tftp
+}
+
+write_conntrackd_conf() {
+	cat > "$WORK/conntrackd.conf" <<-EOF
+		General {
+			Systemd no
+			Syslog no
+			LogFile $WORK/conntrackd.log
+			LockFile $WORK/conntrackd.lock
+			UNIX {
+				Path $WORK/conntrackd.ctl
+			}
+		}
+		Helper {
+			Type ftp inet tcp {
+				QueueNum $FTP_QUEUE
+				QueueLen 1024
+				Policy ftp {
+					ExpectMax 1
+					ExpectTimeout 300
+				}
+			}
+			Type tftp inet udp {
+				QueueNum $TFTP_QUEUE
+				QueueLen 1024
+				Policy tftp {
+					ExpectMax 1
+					ExpectTimeout 300
+				}
+			}
+		}
+	EOF
+}
+
+# "NAME:QUEUE:STATUS NAME:QUEUE:STATUS " from nfct helper list; with an
+# argument, NAME:QUEUE:STATUS:PRIV_DATA_LEN.
+helper_states() {
+	local line name='' queue='' priv='' out=''
+	while IFS= read -r line; do
+		line=${line%,}
+		case $line in
+		*".name = "*) name=${line#*= } ;;
+		*".queuenum = "*) queue=${line#*= } ;;
+		*".priv_data_len = "*) priv=${line#*= } ;;
+		*".status = "*)
+			out+="$name:$queue:${line#*= }${1:+:$priv} " ;;
+		esac
+	done < <(nfct helper list 2>&1)
+	echo "$out"
+}
+
+# How many times FILE contains STRING.
+count_in() { # FILE STRING
+	local text rest
+	text=$(< "$1")
+	rest=${text//"$2"/}
+	echo $(((${#text} - ${#rest}) / ${#2}))
+}
+
+start_conntrackd() {
+	local n
+	rm -f "$WORK/conntrackd.lock" "$WORK/conntrackd.ctl"
+	n=$(count_in "$WORK/conntrackd.out" 'initialization completed')
+	timeout 800 /usr/sbin/conntrackd -C "$WORK/conntrackd.conf" \
+		>> "$WORK/conntrackd.out" 2>&1 &
+	CTD_PID=$!
+	# It configures the helpers and binds the queues before saying so.
+	for _ in {1..150}; do
+		kill -0 "$CTD_PID" 2>/dev/null || break
+		[ "$(count_in "$WORK/conntrackd.out" 'initialization completed')" -gt "$n" ] &&
+			return 0
+		snooze 0.2
+	done
+	tail -n 20 "$WORK/conntrackd.out" | t_diag
+	return 1
+}
+
+# Not through t_ok: that runs its command in a subshell, and CTD_PID must
+# survive.
+conntrackd_up() { # DESCRIPTION
+	if start_conntrackd; then
+		t_pass "$1"
+	else
+		t_fail "$1"
+	fi
+}
+
+start_servers() {
+	timeout 880 ip netns exec "$SRV" "$PY" -I "$APPS" servers \
+		--addr "$SRV_ADDR" --root "$WORK/root" --ready "$WORK/servers.ready" \
+		> "$WORK/servers.log" 2>&1 &
+	SRVS_PID=$!
+}
+
+servers_ready() {
+	for _ in {1..600}; do
+		[ -e "$WORK/servers.ready" ] && return 0
+		kill -0 "$SRVS_PID" 2>/dev/null || break
+		snooze 0.2
+	done
+	tail -n 20 "$WORK/servers.log" | t_diag
+	return 1
+}
+
+start_agent() {
+	coproc AGENT { exec timeout 880 ip netns exec "$CLI" "$PY" -I "$APPS" ftp-agent 2>&1; }
+}
+
+# ftp_request ARGS...: one ftp-client run by the agent; its output in
+# $WORK/client.out, and each line in CLIENT[first word].
+declare -A CLIENT
+ftp_request() {
+	local line out=
+	CLIENT=()
+	echo "$*" >&"${AGENT[1]}"
+	while IFS= read -rt 120 line <&"${AGENT[0]}"; do
+		[ "$line" = END ] && break
+		out+="$line"$'\n'
+		CLIENT[${line%% *}]=$line
+	done
+	printf '%s' "$out" > "$WORK/client.out"
+}
+
+no_kernel_helpers() {
+	local mod rest
+	while read -r mod rest; do
+		case $mod in nf_conntrack_ftp | nf_conntrack_tftp) return 1 ;; esac
+	done < /proc/modules
+}
+
+kv() { # LINE KEY: the value of KEY=value in LINE
+	local rest=" $1"
+	case $rest in
+	*" $2="*) rest=${rest#* "$2"=}; echo "${rest%% *}" ;;
+	esac
+}
+
+# Lines of conntrack -E expect since line $1 that match the glob $2.
+events_since() { # FROM GLOB
+	local -a lines
+	local l
+	mapfile -t lines < "$WORK/events"
+	for l in "${lines[@]:$1}"; do
+		# shellcheck disable=SC2053
+		[[ $l == $2 ]] && return 0
+	done
+	return 1
+}
+
+events_count() {
+	local -a lines
+	mapfile -t lines < "$WORK/events"
+	echo "${#lines[@]}"
+}
+
+# The counters' packets since the last call: "RELATED-TCP RELATED-UDP
+# INVALID" (nft prints them as it resets them).
+counters() {
+	local out n c res=
+	out=$(nft reset counters table inet cth60)
+	for c in rel_tcp rel_udp invalid; do
+		n=${out#*counter "$c"*packets }
+		res+="${n%% *} "
+	done
+	echo "${res% }"
+}
+
+# curl's TFTP download in the background.
+start_tftp() { # TIMEOUT
+	rm -f "$WORK/tftp.out"
+	ip netns exec "$CLI" curl -sS --tftp-no-options \
+		--max-time "$1" -o "$WORK/tftp.out" \
+		"tftp://$SRV_ADDR/$FILE" > "$WORK/curl.err" 2>&1 &
+	CURL_PID=$!
+}
+
+# TFTP_RESULT: "ok" when curl got the file intact, else "fail".  (Not
+# through $(...): only this shell can wait for curl.)
+wait_tftp() {
+	TFTP_RESULT=fail
+	if wait "$CURL_PID" && [ -f "$WORK/tftp.out" ] &&
+	   [ "$(< "$WORK/tftp.out")" = "$(< "$WORK/root/$FILE")" ]; then
+		TFTP_RESULT=ok
+	fi
+	CURL_PID=
+}
+
+# transfer_case M TAG EXPECT(ok|fail) [helpinfo|unconfirmed]: passive and
+# active FTP downloads by the agent, and curl fetching the same file over
+# TFTP: alongside when they should fail (their timeouts overlap), one after
+# the other when they should work.  conntrackd then handles one flow at a
+# time: it hands each queued packet of a flow back with the helper data
+# the kernel copied when that packet was queued, so with several packets of
+# one flow waiting (slow verdicts, retransmissions) an older copy can undo
+# a newer update, and a busy, loaded guest made the ftp helper miss a PASV
+# reply now and then, with either module.  helpinfo: also check the ftp
+# helper's private data; unconfirmed: the control connection cannot even
+# be established (case e).
+transfer_case() {
+	local m=$1 tag=$2 want=$3 opt=${4:-} mode line res port ctl from cnt
+	# shellcheck disable=SC2154 # lib.sh's failure count
+	local tftp ct_list desc fails=$_t_fail tmo=$FAIL_TIMEOUT
+	local rel_tcp rel_udp invalid extra=()
+	# Transfers that should work get all the time they need.
+	[ "$want" = ok ] && tmo=$OK_TIMEOUT
+	[ "$opt" = helpinfo ] && extra=(--helpinfo-netns "/run/netns/$RTR")
+	from=$(events_count)
+	[ "$want" = fail ] && start_tftp $((tmo + 3))
+	ftp_request --server "$SRV_ADDR" --file "$FILE" \
+		--expect "$WORK/root/$FILE" --mode passive --mode active \
+		--timeout "$tmo" "${extra[@]}"
+	[ "$want" = ok ] && start_tftp $((tmo + 3))
+	wait_tftp
+	tftp=$TFTP_RESULT
+	snooze 0.3
+	cnt=$(counters)
+	read -r rel_tcp rel_udp invalid <<< "$cnt"
+	ct_list=$(conntrack -L -p tcp --dport 21 2>/dev/null)
+	echo "# [$m] $tag: transfers done at ${SECONDS}s"
+
+	for mode in passive active; do
+		line=${CLIENT[mode=$mode]:-}
+		res=$(kv "$line" result)
+		port=$(kv "$line" dataport)
+		ctl=$(kv "$line" ctlport)
+		OUTCOME[$m:$tag:ftp-$mode]=${res:-none}
+		if [ "$want" = ok ]; then
+			desc="FTP $mode download, content intact"
+		else
+			desc="FTP $mode download fails"
+		fi
+		t_eq "[$m] $tag: $desc" "$want" "${res:-none}"
+		if [ "$opt" = unconfirmed ]; then
+			# Not even connected: ftplib's connect() timed out.
+			res=$(kv "$line" error)
+			res="ctlport=$ctl ${res%%:*}"
+			t_eq "[$m] $tag: FTP $mode control connection not established" \
+				"ctlport=0 TimeoutError" "$res"
+			OUTCOME[$m:$tag:ftp-$mode-control]=$res
+		elif [[ $ct_list == *"sport=${ctl:-x} dport=21 "*"helper=ftp"* ]]; then
+			t_pass "[$m] $tag: FTP $mode control connection has helper=ftp"
+		else
+			t_fail "[$m] $tag: FTP $mode control connection has helper=ftp"
+			printf '%s\n' "$ct_list" | t_diag
+		fi
+		if events_since "$from" "*\[NEW\]*proto=6 *dport=${port:-x} *dport=21 *helper=ftp*"; then
+			res=yes
+		else
+			res=no
+		fi
+		OUTCOME[$m:$tag:ftp-$mode-expectation]=$res
+		if [ "$want" = ok ]; then
+			t_eq "[$m] $tag: FTP $mode expectation created (dport $port)" yes "$res"
+		else
+			t_eq "[$m] $tag: FTP $mode no expectation" no "$res"
+		fi
+	done
+	OUTCOME[$m:$tag:related]=$([ "${rel_tcp:-0}" -gt 0 ] && echo tcp)/$([ "${rel_udp:-0}" -gt 0 ] && echo udp)
+	if [ "$want" = ok ]; then
+		t_ok "[$m] $tag: FTP data connections were RELATED ($rel_tcp packets)" \
+			test "${rel_tcp:-0}" -ge 2
+		t_ok "[$m] $tag: TFTP reply was RELATED ($rel_udp packets)" \
+			test "${rel_udp:-0}" -ge 1
+	else
+		t_eq "[$m] $tag: no RELATED packet (TCP UDP)" "0 0" "$rel_tcp $rel_udp"
+	fi
+	if [ "$opt" = unconfirmed ]; then
+		t_ok "[$m] $tag: the SYN-ACKs were INVALID ($invalid packets)" \
+			test "${invalid:-0}" -ge 2
+		OUTCOME[$m:$tag:invalid]=$([ "${invalid:-0}" -ge 2 ] && echo yes)
+	fi
+
+	OUTCOME[$m:$tag:tftp]=$tftp
+	if [ "$want" = ok ]; then
+		t_eq "[$m] $tag: TFTP download (curl), content intact" ok "$tftp"
+	else
+		t_eq "[$m] $tag: TFTP download (curl) fails" fail "$tftp"
+	fi
+	if events_since "$from" "*\[NEW\]*proto=17 src=$SRV_ADDR dst=$CLI_ADDR *master-src=$CLI_ADDR master-dst=$SRV_ADDR *dport=69 *helper=tftp*"; then
+		res=yes
+	else
+		res=no
+	fi
+	OUTCOME[$m:$tag:tftp-expectation]=$res
+	if [ "$want" = ok ]; then
+		t_eq "[$m] $tag: TFTP expectation created" yes "$res"
+	else
+		t_eq "[$m] $tag: TFTP no expectation" no "$res"
+	fi
+	[ "$opt" = helpinfo ] && check_helpinfo "$m" "$tag"
+	[ "$_t_fail" -eq "$fails" ] || case_diag "$cnt"
+	true
+}
+
+# What the router knew when a case went wrong.
+case_diag() { # COUNTERS
+	{
+		echo "-- counters related-tcp related-udp invalid: $1"
+		echo "-- ftp client:"; cat "$WORK/client.out"
+		echo "-- curl:"; cat "$WORK/curl.err"
+		echo "-- helpers: $(helper_states)"
+		echo "-- nfnetlink_queue instances (queue portid waiting copy range dropped ...):"
+		cat /proc/net/netfilter/nfnetlink_queue
+		echo "-- expectation events:"; tail -n 6 "$WORK/events"
+		echo "-- conntrackd:"; tail -n 8 "$WORK/conntrackd.out"
+		echo "-- servers:"; tail -n 5 "$WORK/servers.log"
+	} 2>&1 | t_diag
+}
+
+# conntrackd's NFQUEUE instances in this namespace, e.g. "5 6".
+queues_bound() {
+	local q rest out=
+	while read -r q rest; do
+		out+="$q "
+	done < /proc/net/netfilter/nfnetlink_queue
+	echo "${out% }"
+}
+
+# conntrackd's ftp helper keeps struct ftp_info in the conntrack's helper
+# area: per direction, the sequence numbers just after the last two
+# newlines and how many are set.  It gets it from CTA_HELP_INFO of each
+# queued packet (our to_nlattr) and hands it back with the verdict (our
+# from_nlattr).  The client read it with a ctnetlink dump while its control
+# connection was open, right after RETR.  The two positions remembered for
+# the client's direction end its last two command lines (PASV, RETR), so
+# they are one RETR line apart; the server's are one or two reply lines
+# apart (150 and 226 may share a segment).
+check_helpinfo() { # M TAG
+	local m=$1 tag=$2 line on rn og rg lc rl r150 r226 ok=no
+	line=${CLIENT[helpinfo]:-}
+	t_eq "[$m] $tag: ctnetlink dump: CTA_HELP_INFO of the control connection, 24 bytes" \
+		"ftp 24" "$(kv "$line" name) $(kv "$line" len)"
+	on=$(kv "$line" orig_num); rn=$(kv "$line" repl_num)
+	og=$(kv "$line" orig_gap); rg=$(kv "$line" repl_gap)
+	lc=$(kv "$line" last_cmd_len); rl=$(kv "$line" resp_lens)
+	t_eq "[$m] $tag: helper data remembers two newline positions per direction" \
+		"2 2" "${on:-none} ${rn:-none}"
+	t_eq "[$m] $tag: client-side positions are one RETR line apart ($lc bytes)" \
+		"${lc:-x}" "${og:-y}"
+	IFS=, read -r _ r150 r226 <<< "${rl:-,,}"
+	if [ -n "$rg" ] && [ -n "$r226" ] &&
+	   { [ "$rg" -eq "$r226" ] || [ "$rg" -eq $((r150 + r226)) ]; }; then
+		ok=yes
+	fi
+	t_eq "[$m] $tag: server-side positions are one or two reply lines apart ($rg bytes; last replies $rl)" \
+		yes "$ok"
+	if [ "$ok" != yes ] || [ "$og" != "$lc" ]; then
+		printf '%s\n' "$line" | t_diag
+	fi
+	OUTCOME[$m:$tag:helpinfo]="$(kv "$line" len) $on $rn $([ "$og" = "$lc" ] && echo orig-gap-ok) $ok"
+}
+
+run_module() {
+	local m=$1
+
+	echo "# [$m] start at ${SECONDS}s"
+	unload_all
+	t_ok "[$m] kernel nf_conntrack_ftp/tftp not loaded" no_kernel_helpers
+	if ! "load_$m"; then
+		t_fail "[$m] load module"
+		return
+	fi
+	t_ok "[$m] nfct helper add ftp inet tcp" nfct helper add ftp inet tcp
+	t_ok "[$m] nfct helper add tftp inet udp" nfct helper add tftp inet udp
+	# priv_data_len 24: conntrackd's struct ftp_info, none for tftp.
+	t_eq "[$m] stubs: disabled, queue 0, priv_data_len 24 (ftp) and 0 (tftp)" \
+		"ftp:0:disabled:24 tftp:0:disabled:0 " "$(helper_states priv)"
+	t_ok "[$m] router ruleset, helpers attached by nft ct helper objects" router_ruleset
+	[ "$m" = rust ] && t_ok "FTP and TFTP servers listen in the server namespace" servers_ready
+
+	transfer_case "$m" "a) stubs, no conntrackd" fail
+
+	conntrackd_up "[$m] conntrackd starts"
+	t_eq "[$m] conntrackd configured and enabled both helpers" \
+		"ftp:$FTP_QUEUE:enabled tftp:$TFTP_QUEUE:enabled " "$(helper_states)"
+	t_eq "[$m] conntrackd listens on both queues in the router namespace" \
+		"$FTP_QUEUE $TFTP_QUEUE" "$(queues_bound)"
+	transfer_case "$m" "b) conntrackd, nft ct helper" ok helpinfo
+
+	t_ok "[$m] nfct helper disable ftp inet tcp" nfct helper disable ftp inet tcp
+	t_ok "[$m] nfct helper disable tftp inet udp" nfct helper disable tftp inet udp
+	t_eq "[$m] both disabled, queues kept" \
+		"ftp:$FTP_QUEUE:disabled tftp:$TFTP_QUEUE:disabled " "$(helper_states)"
+	transfer_case "$m" "c) helpers disabled" fail
+
+	stop_conntrackd
+	t_eq "[$m] conntrackd stopped: no queue bound" "" "$(queues_bound)"
+	conntrackd_up "[$m] conntrackd restarts"
+	t_eq "[$m] conntrackd enabled both helpers again" \
+		"ftp:$FTP_QUEUE:enabled tftp:$TFTP_QUEUE:enabled " "$(helper_states)"
+	t_ok "[$m] helpers attached by iptables -t raw -j CT --helper" attach_iptables
+	transfer_case "$m" "d) conntrackd, iptables CT" ok
+
+	stop_conntrackd
+	t_eq "[$m] conntrackd gone: no queue bound" "" "$(queues_bound)"
+	t_eq "[$m] helpers stay enabled after conntrackd exits" \
+		"ftp:$FTP_QUEUE:enabled tftp:$TFTP_QUEUE:enabled " "$(helper_states)"
+	transfer_case "$m" "e) conntrackd stopped" fail unconfirmed
+
+	t_ok "[$m] kernel nf_conntrack_ftp/tftp still not loaded" no_kernel_helpers
+	router_reset
+	t_ok "[$m] helpers deleted" retry 30 nfct helper flush
+	t_eq "[$m] helper table empty" "" "$(helper_states)"
+	t_ok "[$m] unload" retry 20 "unload_$m"
+}
+
+mkdir -p "$WORK/root"
+{
+	echo "nfnl-cthelper conntrackd payload $$"
+	head -c 6000 /dev/urandom | base64
+} > "$WORK/root/$FILE"
+write_conntrackd_conf
+: > "$WORK/conntrackd.out"
+
+if ! netns_up; then
+	t_fail "namespaces, veth, routes (router: $(ip netns identify $$))"
+	t_done
+fi
+t_pass "namespaces, veth, routes"
+# Python takes its time to start: the servers and the agent get ready
+# while the first module is set up.
+start_servers
+start_agent
+timeout 880 stdbuf -oL conntrack -E expect > "$WORK/events" 2>&1 &
+EV_PID=$!
+
+run_module rust
+run_module c
+
+# The oracle: every outcome recorded with our module equals the C one's.
+while IFS= read -r key; do
+	[ "${key%%:*}" = rust ] || continue
+	k=${key#rust:}
+	t_eq "rust and C agree: $k" "${OUTCOME[c:$k]:-missing}" "${OUTCOME[$key]}"
+done < <(printf '%s\n' "${!OUTCOME[@]}" | sort)
+echo "# done at ${SECONDS}s"
+t_done
