@@ -194,10 +194,9 @@ pub fn parse_nested<'a, const N: usize>(
     policy: &'static Policy<N>,
 ) -> Result<Attrs<'a, N>> {
     let mut tb: [Option<&'a Attr>; N] = [None; N];
-    // SAFETY: `tb` has room for `policy.max_type() + 1` entries, and `Option<&Attr>` has the
-    // layout of a nullable `*const nlattr`; `attr` is a valid attribute and `policy` a valid
-    // policy of `N` entries. The parsed entries point into `attr`'s payload, so they live as
-    // long as `attr`.
+    // SAFETY: `tb` has room for `max_type() + 1` entries of the layout of a nullable `*const
+    // nlattr` (`Option<&Attr>`); `attr` and the `N`-entry `policy` are valid. Parsed entries
+    // point into `attr`'s payload, so they live as long as `attr`.
     let ret = unsafe {
         bindings::cthelper_shim_nla_parse_nested(
             tb.as_mut_ptr().cast(),
