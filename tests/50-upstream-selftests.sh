@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# The kernel tree's own netfilter selftests that touch conntrack helpers,
+# queues and conntrack, run with nfnl_cthelper.ko loaded: one test point per
+# selftest, its output as diagnostics.  Nothing of them is kept in this
+# repository: they are copied from the source tree of the running kernel's
+# build (KDIR/source, else /lib/modules/$(uname -r)/build/source) into a
+# temporary directory, and their helper programs are compiled there.
+#
+# Environment:
+#   UPSTREAM_SELFTESTS         names to run instead of the default list
+#   UPSTREAM_SELFTESTS_BUDGET  seconds the whole script may take (840; the
+#                              guest runner kills a test script at 900)
+#   UPSTREAM_SELFTESTS_FORCE=1 run nft_queue.sh even in a guest too slow for
+#                              its fixed timing (see queue_guest_fast_enough)
+#   KSFT_MACHINE_SLOW          passed on, default "yes" (nft_queue.sh then
+#                              moves 25 MB instead of 200 MB)
+. "$(dirname "$0")/lib.sh"
+
+# name:timeout-in-seconds, cheapest and most robust first.
+SELFTESTS=(
+	nft_conntrack_helper.sh:360
+	conntrack_tcp_unreplied.sh:240
+	conntrack_icmp_related.sh:360
+	nft_queue.sh:600
+)
+if [ -n "${UPSTREAM_SELFTESTS:-}" ]; then
+	SELFTESTS=()
+	for s in $UPSTREAM_SELFTESTS; do SELFTESTS+=("$s:600"); done
+fi
+BUDGET=${UPSTREAM_SELFTESTS_BUDGET:-840}
+START=$SECONDS
+
+# Tools each selftest runs (besides ip, nft, ss and coreutils), so that a
+# missing one is a SKIP that names it rather than a confusing failure.
+declare -A NEEDS=(
+	[nft_conntrack_helper.sh]="socat conntrack"
+	[nft_queue.sh]="socat ping"
+	[conntrack_icmp_related.sh]="ping ping6"
+	[conntrack_tcp_unreplied.sh]="socat conntrack ping"
+)
+declare -A PACKAGE=(
+	[ip]=iproute2 [ss]=iproute2 [nft]=nftables [socat]=socat
+	[conntrack]=conntrack [ping]=iputils-ping [ping6]=iputils-ping
+	[sysctl]=procps [timeout]=coreutils
+)
+
+export KSFT_MACHINE_SLOW=${KSFT_MACHINE_SLOW:-yes}
+WORK=
+NS_BEFORE=
+
+cleanup() {
+	[ -n "$WORK" ] && rm -rf "$WORK"
+	mod_loaded nf_conntrack_ftp && rmmod nf_conntrack_ftp 2>/dev/null
+	unload_rust 2>/dev/null
+}
+trap cleanup EXIT
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# The kernel source tree the running kernel was built from.
+find_ksrc() {
+	local c
+	for c in ${KDIR:+"$KDIR/source" "$KDIR"} \
+		"/lib/modules/$(uname -r)/build/source" "/lib/modules/$(uname -r)/build"; do
+		if [ -d "$c/tools/testing/selftests/net/netfilter" ]; then
+			readlink -f "$c"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# tools/testing/selftests/{net/lib.sh,net/netfilter,kselftest} into $WORK,
+# in the layout the scripts' "source lib.sh" (then ../lib.sh) expects.
+copy_selftests() {
+	local st=$1/tools/testing/selftests
+	mkdir -p "$WORK/net" &&
+		cp -r "$st/net/netfilter" "$WORK/net/" &&
+		cp "$st/net/lib.sh" "$WORK/net/" || return 1
+	if [ -d "$st/kselftest" ]; then
+		cp -r "$st/kselftest" "$WORK/" || return 1
+	fi
+	# Only what is compiled here may run as ./nf_queue or ./connect_close.
+	rm -f "$WORK/net/netfilter/nf_queue" "$WORK/net/netfilter/connect_close"
+}
+
+# Compiles nf_queue and connect_close as the selftests' Makefile does.  Sets
+# BUILD_SKIP (what is missing) or BUILD_ERR (the compiler's output).
+BUILD_SKIP= BUILD_ERR= BUILT=
+build_progs() {
+	local d=$WORK/net/netfilter mnl_cflags mnl_libs cc1 out
+	BUILT=1
+	if ! command -v gcc > /dev/null; then
+		BUILD_SKIP="gcc is not installed (packages gcc, libc6-dev)"
+		return
+	fi
+	if command -v pkg-config > /dev/null && pkg-config --exists libmnl; then
+		mnl_cflags=$(pkg-config --cflags libmnl)
+		mnl_libs=$(pkg-config --libs libmnl)
+	elif [ -f /usr/include/libmnl/libmnl.h ]; then
+		mnl_cflags= mnl_libs=-lmnl
+	else
+		BUILD_SKIP="libmnl is not installed (packages libmnl-dev, pkg-config)"
+		return
+	fi
+	cc1=$(gcc -print-prog-name=cc1)
+	# Holding cc1 open keeps it in the guest's page cache between the two
+	# compilations; the guest reads the host's files over 9p, slowly.
+	# shellcheck disable=SC2086
+	if ! out=$(cd "$d" && { [ ! -f "$cc1" ] || exec 9< "$cc1"; } &&
+		gcc -O2 -Wall $mnl_cflags -o nf_queue nf_queue.c $mnl_libs 2>&1 &&
+		gcc -O2 -Wall -o connect_close connect_close.c 2>&1); then
+		BUILD_ERR=$out
+	fi
+}
+
+missing_tools() {
+	local t miss=()
+	for t in ip nft ss sysctl timeout $1; do
+		command -v "$t" > /dev/null || miss+=("$t (package ${PACKAGE[$t]:-?})")
+	done
+	[ ${#miss[@]} -eq 0 ] || { local IFS=,; echo "${miss[*]}"; }
+}
+
+# nft_queue.sh has fixed timing that assumes a fast machine: its nf_queue
+# listeners exit after 5 s without a packet, its UDP race needs a second
+# packet sent within the 1 s the first one is held in the queue, its UDP
+# listeners live 10 s and its SCTP transfers must end within 60 s.  In an
+# emulated (TCG) guest running the debug kernel a single `ip netns exec`
+# takes seconds, so those checks fail for reasons unrelated to the code
+# under test.  Sets QUEUE_SLOW to the reason when the guest is too slow.
+QUEUE_MAX_MS=400
+QUEUE_SLOW=
+queue_guest_fast_enough() {
+	local ns=nfnl-speed-$$ t0 t1 ms i
+	ip netns add "$ns" 2>/dev/null || return 0
+	ip netns exec "$ns" socat -h > /dev/null 2>&1
+	t0=$(now_ms)
+	for i in 1 2 3; do ip netns exec "$ns" socat -h > /dev/null 2>&1; done
+	t1=$(now_ms)
+	ip netns delete "$ns"
+	ms=$(((t1 - t0) / 3))
+	if [ "$ms" -gt "$QUEUE_MAX_MS" ]; then
+		QUEUE_SLOW="guest too slow for its fixed timing (nf_queue -t 5, 1 s UDP race, 60 s SCTP transfers):"
+		QUEUE_SLOW+=" 'ip netns exec NS socat -h' takes ${ms} ms here, more than ${QUEUE_MAX_MS} ms;"
+		QUEUE_SLOW+=" needs a KVM guest (or UPSTREAM_SELFTESTS_FORCE=1)"
+	fi
+}
+
+# test_icmp_vrf in nft_queue.sh runs `ip vrf exec`, which needs BPF cgroup
+# support; without it that subtest fails.  Prints why when it cannot work.
+vrf_exec_problem() {
+	local ns=nfnl-vrf-$$ out
+	ip netns add "$ns" 2>/dev/null || return 0
+	if ! ip -n "$ns" link add tvrf type vrf table 9876 2>/dev/null; then
+		echo "no VRF device support (CONFIG_NET_VRF)"
+	elif ! out=$(ip -n "$ns" link set tvrf up && ip netns exec "$ns" ip vrf exec tvrf true 2>&1); then
+		echo "'ip vrf exec' fails ($(echo $out)): the kernel needs CONFIG_BPF_SYSCALL=y and CONFIG_CGROUP_BPF=y"
+	fi
+	ip netns delete "$ns"
+}
+
+# Network namespaces a selftest left behind (after a timeout, say): kill
+# what runs in them and delete them, so the next selftest starts clean.
+reap_netns() {
+	local ns
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+		grep -qxF "$ns" <<< "$NS_BEFORE" && continue
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+		ip netns delete "$ns" 2>/dev/null
+	done
+}
+
+# show FILE: the selftest's output as TAP diagnostics (at most 80 lines).
+show() {
+	local n
+	n=$(wc -l < "$1")
+	[ "$n" -le 80 ] || echo "($((n - 80)) earlier lines left out)" | t_diag
+	tail -n 80 "$1" | t_diag
+}
+
+# nf_conntrack_ftp goes away only once nft has dropped its references, which
+# it does from deferred work (netns teardown, object destruction).
+unload_ftp() {
+	local i
+	for i in $(seq 60); do
+		mod_loaded nf_conntrack_ftp || return 0
+		rmmod nf_conntrack_ftp 2>/dev/null && return 0
+		sleep 0.5
+	done
+	return 1
+}
+
+run_selftest() { # NAME TIMEOUT
+	local name=$1 tmo=$2 dir=$WORK/net/netfilter out rc miss reason left t0 extra= vrf=
+	out=$(mktemp "$WORK/out.XXXXXX")
+
+	if [ ! -f "$dir/$name" ]; then
+		t_fail "$name # not in $KSRC/tools/testing/selftests/net/netfilter"
+		return
+	fi
+	miss=$(missing_tools "${NEEDS[$name]:-}")
+	if [ -n "$miss" ]; then
+		t_skip "$name: missing tool: $miss"
+		return
+	fi
+	if [ "$name" = nft_queue.sh ]; then
+		[ -n "$BUILT" ] || build_progs
+		if [ -n "$BUILD_SKIP" ]; then
+			t_skip "$name: cannot build nf_queue and connect_close: $BUILD_SKIP"
+			return
+		elif [ -n "$BUILD_ERR" ]; then
+			t_fail "$name # building nf_queue and connect_close failed"
+			printf '%s\n' "$BUILD_ERR" | tail -n 30 | t_diag
+			return
+		fi
+		vrf=$(vrf_exec_problem)
+		queue_guest_fast_enough
+		if [ -n "$QUEUE_SLOW" ] && [ "${UPSTREAM_SELFTESTS_FORCE:-0}" != 1 ]; then
+			t_skip "$name: $QUEUE_SLOW"
+			[ -z "$vrf" ] || echo "also: its test_icmp_vrf would fail here: $vrf" | t_diag
+			return
+		fi
+	fi
+	left=$((BUDGET - (SECONDS - START) - 30))
+	if [ "$left" -lt 60 ]; then
+		t_skip "$name: not started, the ${BUDGET} s time budget is used up (slow guest)"
+		return
+	fi
+	[ "$tmo" -le "$left" ] || tmo=$left
+	if ! mod_loaded nfnl_cthelper; then
+		t_fail "$name # nfnl_cthelper is no longer loaded"
+		return
+	fi
+	# Its "ct helper" objects need the kernel's ftp helper, which the test
+	# guest does not autoload (kernel.modprobe is /bin/true there).
+	if [ "$name" = nft_conntrack_helper.sh ] && ! modprobe nf_conntrack_ftp 2> "$out"; then
+		t_skip "$name: modprobe nf_conntrack_ftp failed (needs CONFIG_NF_CONNTRACK_FTP=m)"
+		show "$out"
+		return
+	fi
+
+	NS_BEFORE=$(ip netns list 2>/dev/null | awk '{print $1}')
+	t0=$SECONDS
+	(cd "$dir" && exec timeout -k 10 "$tmo" bash "./$name") < /dev/null > "$out" 2>&1
+	rc=$?
+	reap_netns
+
+	if [ "$name" = nft_conntrack_helper.sh ] && ! unload_ftp; then
+		extra="nf_conntrack_ftp could not be unloaded afterwards"
+	fi
+	if ! mod_loaded nfnl_cthelper; then
+		extra="${extra:+$extra; }nfnl_cthelper was unloaded while it ran"
+	fi
+
+	case $rc in
+	0)
+		if [ -z "$extra" ]; then
+			t_pass "$name"
+		else
+			t_fail "$name # $extra"
+		fi
+		;;
+	4)
+		reason=$(grep -m1 'SKIP' "$out")
+		t_skip "$name: ${reason:-exit status 4 (kselftest skip)}"
+		;;
+	124 | 137)
+		t_fail "$name # timed out after ${tmo} s${extra:+; $extra}"
+		;;
+	*)
+		t_fail "$name # exit=$rc${extra:+; $extra}"
+		;;
+	esac
+	show "$out"
+	echo "($name took $((SECONDS - t0)) s)" | t_diag
+	[ "$rc" = 0 ] || [ -z "$vrf" ] || echo "note: $vrf" | t_diag
+}
+
+if ! KSRC=$(find_ksrc); then
+	for s in "${SELFTESTS[@]}"; do
+		t_skip "${s%%:*}: kernel source not found (no tools/testing/selftests under" \
+			"${KDIR:+$KDIR/source, }/lib/modules/$(uname -r)/build/source)"
+	done
+	t_done
+fi
+echo "# selftests from $KSRC/tools/testing/selftests/net/netfilter"
+
+WORK=$(mktemp -d /tmp/nfnl-upstream.XXXXXX)
+if ! copy_selftests "$KSRC"; then
+	t_fail "copy the selftests from $KSRC"
+	t_done
+fi
+
+unload_all
+mod_loaded nf_conntrack_ftp && rmmod nf_conntrack_ftp
+if ! load_rust; then
+	t_fail "insmod $NFNL_CTHELPER_KO"
+	t_done
+fi
+
+for s in "${SELFTESTS[@]}"; do
+	run_selftest "${s%%:*}" "${s##*:}"
+done
+
+t_ok "rmmod nfnl_cthelper after the selftests" rmmod nfnl_cthelper
+echo "# took $((SECONDS - START)) s"
+t_done
