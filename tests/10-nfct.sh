@@ -28,16 +28,6 @@ trap cleanup EXIT
 
 # nft releases its helper references from deferred work, so the helper (and
 # the module) can stay busy for a moment after the table is gone.
-retry() {
-	local n=$1
-	shift
-	while ! "$@" > /dev/null 2>&1; do
-		n=$((n - 1))
-		[ "$n" -gt 0 ] || return 1
-		sleep 0.5
-	done
-}
-
 # One line per helper, "name=ftp queuenum=0 l3protonum=2 ...", from nfct's
 # brace-and-comma listing, so that checks do not depend on its layout.
 flat() {

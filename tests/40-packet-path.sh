@@ -36,16 +36,6 @@ trap cleanup EXIT
 
 # nft drops its helper references from deferred work, so the helper and the
 # module can stay busy for a moment after the table is gone.
-retry() {
-	local n=$1
-	shift
-	while ! "$@" > /dev/null 2>&1; do
-		n=$((n - 1))
-		[ "$n" -gt 0 ] || return 1
-		sleep 0.5
-	done
-}
-
 netns_up() {
 	ip netns add "$CLI" && ip netns add "$SRV" &&
 	ip link add veth-c netns "$CLI" type veth peer name veth-s netns "$SRV" &&

@@ -75,16 +75,6 @@ mkfifo "$WORK/never"
 exec {NEVER_FD}<> "$WORK/never"
 snooze() { read -rt "$1" -u "$NEVER_FD"; true; }
 
-retry() { # TRIES COMMAND...
-	local n=$1
-	shift
-	while ! "$@" > /dev/null 2>&1; do
-		n=$((n - 1))
-		[ "$n" -gt 0 ] || return 1
-		snooze 0.5
-	done
-}
-
 stop_pid() { # PID: TERM, then KILL after 5 s
 	local pid=$1
 	[ -n "$pid" ] || return 0

@@ -39,16 +39,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-retry() {
-	local n=$1
-	shift
-	while ! "$@" > /dev/null 2>&1; do
-		n=$((n - 1))
-		[ "$n" -gt 0 ] || return 1
-		sleep 0.5
-	done
-}
-
 stress_py() { "$PY" -S -B "$TESTS_DIR/cthelper_stress.py" "$@"; }
 
 unload_all

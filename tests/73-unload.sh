@@ -5,12 +5,15 @@
 # pins one of them (module refcount > 0) -> TCP flows through the helper
 # rule, leaving live conntracks bound to it (the helper is disabled, so the
 # conntracks get confirmed with helper=ftp attached; nfct only creates
-# helpers it has a user-space definition for, hence ftp/tcp and tftp/udp) and a long-lived
-# connection open -> the nft table is deleted -> the refcount must drop to
-# 0 -> rmmod while a client keeps connecting.  Odd cycles flush the helpers
-# before rmmod, even cycles leave them in the table for the module's exit
-# path to unregister.  Expectations are not created: user-space helpers
-# only get them from a user-space agent, which this test does not run.
+# helpers it has a user-space definition for, hence ftp/tcp and tftp/udp),
+# and a long-lived connection from a known source port stays open ->
+# an expectation of that helper is created on the long connection's
+# conntrack through ctnetlink (conntrack -I expect, as a user-space helper
+# does through NFQA_EXP) -> the nft table is deleted -> the refcount must
+# drop to 0 -> rmmod while a client keeps connecting -> no expectation is
+# left and no conntrack still names the helper.  Odd cycles flush the
+# helpers before rmmod, even cycles leave them in the table for the
+# module's exit path to unregister.
 . "$(dirname "$0")/lib.sh"
 
 CYCLES=${UNLOAD_CYCLES:-10}
@@ -35,17 +38,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-retry() {
-	local n=$1
-	shift
-	while ! "$@" > /dev/null 2>&1; do
-		n=$((n - 1))
-		[ "$n" -gt 0 ] || return 1
-		sleep 0.25
-	done
-}
+RETRY_DELAY=0.25
 
 refcnt_zero() { [ "$(cat "$REF" 2> /dev/null)" = 0 ]; }
+# How many conntracks to port 2300 carry helper=ftp, and how many
+# expectations there are, in the server namespace.
+helper_conntracks() {
+	ip netns exec "$SRV" conntrack -L -p tcp --dport 2300 2> /dev/null | grep -c helper=ftp
+}
+expectations() { ip netns exec "$SRV" conntrack -L expect 2> /dev/null | grep -c .; }
+long_conn_bound() {
+	ip netns exec "$SRV" conntrack -L -p tcp --sport "$sport" --dport 2300 2> /dev/null |
+		grep -q helper=ftp
+}
 
 unload_all
 t_ok "two namespaces joined by veth" bash -c "
@@ -73,7 +78,7 @@ pids+=($!)
 conns() { wc -l < "$WORK/conns"; }
 t_ok "client traffic flows before the cycles" retry 240 bash -c "[ \$(wc -l < $WORK/conns) -gt 0 ]"
 
-ok_cycles=0 max_ref=0 ct_total=0
+ok_cycles=0 max_ref=0 ct_total=0 exp_total=0
 for c in $(seq 1 "$CYCLES"); do
 	fail= long=
 	insmod "$NFNL_CTHELPER_KO" || fail="insmod"
@@ -91,19 +96,30 @@ for c in $(seq 1 "$CYCLES"); do
 	ref=$(cat "$REF" 2> /dev/null)
 	[ "${ref:-0}" -gt "$max_ref" ] && max_ref=$ref
 	[ -z "$fail" ] && [ "${ref:-0}" -gt 0 ] || fail=${fail:-"refcount $ref while pinned"}
-	# A long-lived connection that stays open over the unload.
+	# A long-lived connection that stays open over the unload, from a
+	# source port of its own so that its conntrack can be named.
+	sport=$((40000 + c))
 	if [ -z "$fail" ]; then
 		(sleep 30 | timeout 40 ip netns exec "$CLI" socat -u - \
-			"TCP:$SRV_ADDR:2300,connect-timeout=5" 2> /dev/null) &
+			"TCP:$SRV_ADDR:2300,connect-timeout=5,sourceport=$sport,reuseaddr" 2> /dev/null) &
 		long=$!
-		n=0
-		for _ in $(seq 40); do
-			n=$(ip netns exec "$SRV" conntrack -L -p tcp --dport 2300 2> /dev/null | grep -c helper=ftp)
-			[ "$n" -gt 0 ] && break
-			sleep 0.25
-		done
-		[ "$n" -gt 0 ] || fail="no conntrack carries helper=ftp"
-		ct_total=$((ct_total + n))
+		retry 40 long_conn_bound || fail="the long connection's conntrack has no helper=ftp"
+		ct_total=$((ct_total + $(helper_conntracks)))
+	fi
+	# The expectation a user-space ftp helper would create for a data
+	# connection; the kernel takes its helper and policy from the master.
+	if [ -z "$fail" ]; then
+		ip netns exec "$SRV" conntrack -I expect -p tcp \
+			--orig-src "$CLI_ADDR" --orig-dst "$SRV_ADDR" \
+			--orig-port-src "$sport" --orig-port-dst 2300 \
+			--tuple-src "$CLI_ADDR" --tuple-dst "$SRV_ADDR" \
+			--tuple-port-src 0 --tuple-port-dst $((50000 + c)) \
+			--mask-src 255.255.255.255 --mask-dst 255.255.255.255 \
+			--mask-port-src 0 --mask-port-dst 0xffff -t 300 \
+			> "$WORK/expect.err" 2>&1 || fail="conntrack -I expect: $(cat "$WORK/expect.err")"
+		n=$(expectations)
+		[ -n "$fail" ] || [ "$n" -eq 1 ] || fail="$n expectations after conntrack -I expect"
+		exp_total=$((exp_total + n))
 	fi
 	ip netns exec "$SRV" nft delete table ip cthelper_unload 2> /dev/null ||
 		fail=${fail:-"nft delete table"}
@@ -113,6 +129,12 @@ for c in $(seq 1 "$CYCLES"); do
 	retry 80 refcnt_zero || fail=${fail:-"refcount stays $(cat "$REF")"}
 	rmmod nfnl_cthelper 2> "$WORK/rmmod.err" || fail=${fail:-"rmmod: $(cat "$WORK/rmmod.err")"}
 	mod_loaded nfnl_cthelper && fail=${fail:-"module still loaded"}
+	# Unregistering the helper removed its expectations and unhelped its
+	# conntracks, the long connection's among them.
+	n=$(expectations)
+	[ "$n" -eq 0 ] || fail=${fail:-"$n expectations left after rmmod"}
+	n=$(helper_conntracks)
+	[ "$n" -eq 0 ] || fail=${fail:-"$n conntracks still name helper=ftp after rmmod"}
 	if [ -n "$long" ]; then
 		kill "$long" 2> /dev/null
 		wait "$long" 2> /dev/null
@@ -126,7 +148,7 @@ for c in $(seq 1 "$CYCLES"); do
 	ok_cycles=$((ok_cycles + 1))
 done
 t_eq "$CYCLES unload cycles: refcount back to 0 and rmmod succeeded each time" "$CYCLES" "$ok_cycles"
-echo "# cycles=$ok_cycles/$CYCLES max refcnt while pinned=$max_ref conntracks with the helper (sum over cycles)=$ct_total connections=$(conns)"
+echo "# cycles=$ok_cycles/$CYCLES max refcnt while pinned=$max_ref conntracks with the helper (sum over cycles)=$ct_total expectations=$exp_total connections=$(conns)"
 n=$(conns)
 t_ok "traffic still flows after the last unload" retry 120 bash -c "[ \$(wc -l < $WORK/conns) -gt $n ]"
 echo "# $(basename "$0"): $SECONDS s"

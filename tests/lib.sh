@@ -69,3 +69,15 @@ unload_rust() { ! mod_loaded nfnl_cthelper || rmmod nfnl_cthelper; }
 load_c() { mod_loaded nfnetlink_cthelper || modprobe nfnetlink_cthelper; }
 unload_c() { ! mod_loaded nfnetlink_cthelper || rmmod nfnetlink_cthelper; }
 unload_all() { unload_rust 2>/dev/null; unload_c 2>/dev/null; true; }
+
+# retry TRIES COMMAND...: runs COMMAND (quietly) until it succeeds, at most
+# TRIES times, RETRY_DELAY (default 0.5) seconds apart.
+retry() {
+	local n=$1
+	shift
+	while ! "$@" > /dev/null 2>&1; do
+		n=$((n - 1))
+		[ "$n" -gt 0 ] || return 1
+		sleep "${RETRY_DELAY:-0.5}"
+	done
+}
