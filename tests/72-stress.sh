@@ -142,6 +142,12 @@ for k in "${!wpids[@]}"; do
 done
 agent stats
 echo "# NFQUEUE binds: $binds, listener saw: $AREPLY"
+queued=$(sed -n 's/^packets=\([0-9]*\) .*/\1/p' <<< "$AREPLY")
+if [ "${queued:-0}" -gt 0 ]; then
+	t_pass "the enabled helpers queued packets to the listener ($queued)"
+else
+	t_fail "the enabled helpers queued packets to the listener (${AREPLY})"
+fi
 echo "# nfct toggles: $(wc -l < "$WORK/toggles")"
 ntcp=$(wc -l < "$WORK/tcp_ok")
 echo "# flows: tcp ok=$ntcp tcp failed=$(wc -l < "$WORK/tcp_fail") udp sent=$(wc -l < "$WORK/udp")"
