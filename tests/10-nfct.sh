@@ -18,16 +18,11 @@ cleanup() {
 	agent_stop
 	nft delete table ip "$NFT_TABLE" 2> /dev/null
 	rmmod nf_conntrack_ftp 2> /dev/null
-	if mod_loaded nfnl_cthelper || mod_loaded nfnetlink_cthelper; then
-		retry 20 nfct helper flush
-	fi
-	unload_all
+	teardown
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# nft releases its helper references from deferred work, so the helper (and
-# the module) can stay busy for a moment after the table is gone.
 # One line per helper, "name=ftp queuenum=0 l3protonum=2 ...", from nfct's
 # brace-and-comma listing, so that checks do not depend on its layout.
 flat() {

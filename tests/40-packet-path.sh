@@ -24,26 +24,10 @@ MARKER="nfnl-cthelper-payload-$$"
 
 cleanup() {
 	agent_stop
-	ip netns del "$CLI" 2> /dev/null
-	ip netns del "$SRV" 2> /dev/null
-	if mod_loaded nfnl_cthelper || mod_loaded nfnetlink_cthelper; then
-		retry 30 nfct helper flush
-	fi
-	unload_all
+	teardown "$CLI" "$SRV"
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-# nft drops its helper references from deferred work, so the helper and the
-# module can stay busy for a moment after the table is gone.
-netns_up() {
-	ip netns add "$CLI" && ip netns add "$SRV" &&
-	ip link add veth-c netns "$CLI" type veth peer name veth-s netns "$SRV" &&
-	ip -n "$CLI" addr add "$CLI_ADDR/24" dev veth-c &&
-	ip -n "$SRV" addr add "$SRV_ADDR/24" dev veth-s &&
-	ip -n "$CLI" link set lo up && ip -n "$CLI" link set veth-c up &&
-	ip -n "$SRV" link set lo up && ip -n "$SRV" link set veth-s up
-}
 
 # The object must be created while the helper exists, so once per module.
 nft_up() {
@@ -175,7 +159,7 @@ run_module() {
 
 start=$SECONDS
 unload_all
-if ! netns_up; then
+if ! netns_pair "$CLI" "$CLI_ADDR" "$SRV" "$SRV_ADDR"; then
 	t_fail "client and server namespaces joined by veth"
 elif ! agent_start "$WORK" "$SRV" "$MARKER"; then
 	t_fail "NFQUEUE agent in the server namespace"

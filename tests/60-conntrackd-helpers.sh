@@ -109,13 +109,7 @@ cleanup() {
 	stop_pid "$AGENT_PID"
 	stop_pid "$SRVS_PID"
 	router_reset
-	ip netns del "$CLI" 2>/dev/null
-	ip netns del "$SRV" 2>/dev/null
-	ip netns del "$RTR" 2>/dev/null
-	if mod_loaded nfnl_cthelper || mod_loaded nfnetlink_cthelper; then
-		retry 30 nfct helper flush
-	fi
-	unload_all
+	teardown "$CLI" "$SRV" "$RTR"
 	rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -31,10 +31,7 @@ cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2> /dev/null; done
 	wait 2> /dev/null
 	agent_stop
-	ip netns del "$CLI" 2> /dev/null
-	ip netns del "$SRV" 2> /dev/null
-	if mod_loaded nfnl_cthelper; then retry 30 nfct helper flush; fi
-	unload_all
+	teardown "$CLI" "$SRV"
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -45,25 +42,10 @@ unload_all
 t_ok "load nfnl_cthelper.ko" load_rust
 t_ok "create the pinned helpers pin_tcp, pin_udp" stress_py setup
 
-t_ok "two namespaces joined by veth" bash -c "
-	ip netns add $CLI && ip netns add $SRV &&
-	ip link add veth-c netns $CLI type veth peer name veth-s netns $SRV &&
-	ip -n $CLI addr add $CLI_ADDR/24 dev veth-c &&
-	ip -n $SRV addr add $SRV_ADDR/24 dev veth-s &&
-	ip -n $CLI link set lo up && ip -n $CLI link set veth-c up &&
-	ip -n $SRV link set lo up && ip -n $SRV link set veth-s up"
+t_ok "two namespaces joined by veth" netns_pair "$CLI" "$CLI_ADDR" "$SRV" "$SRV_ADDR"
 
 t_ok "nft ct helper objects and rules in the server namespace" \
 	ip netns exec "$SRV" nft -f - <<-EOF
-	table ip cthelper_stress {
-		ct helper h_tcp { type "pin_tcp" protocol tcp; l3proto ip; }
-		ct helper h_udp { type "pin_udp" protocol udp; l3proto ip; }
-		chain pre {
-			type filter hook prerouting priority filter; policy accept;
-			tcp dport 2100 ct helper set "h_tcp"
-			udp dport 2200 ct helper set "h_udp"
-		}
-	}
 	table ip cthelper_stress {
 		ct helper h_tcp { type "pin_tcp" protocol tcp; l3proto ip; }
 		ct helper h_udp { type "pin_udp" protocol udp; l3proto ip; }

@@ -30,10 +30,7 @@ cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2> /dev/null; done
 	wait 2> /dev/null
 	ip netns exec "$SRV" nft delete table ip cthelper_unload 2> /dev/null
-	ip netns del "$CLI" 2> /dev/null
-	ip netns del "$SRV" 2> /dev/null
-	if mod_loaded nfnl_cthelper; then retry 30 nfct helper flush; fi
-	unload_all
+	teardown "$CLI" "$SRV"
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -53,13 +50,7 @@ long_conn_bound() {
 }
 
 unload_all
-t_ok "two namespaces joined by veth" bash -c "
-	ip netns add $CLI && ip netns add $SRV &&
-	ip link add veth-c netns $CLI type veth peer name veth-s netns $SRV &&
-	ip -n $CLI addr add $CLI_ADDR/24 dev veth-c &&
-	ip -n $SRV addr add $SRV_ADDR/24 dev veth-s &&
-	ip -n $CLI link set lo up && ip -n $CLI link set veth-c up &&
-	ip -n $SRV link set lo up && ip -n $SRV link set veth-s up"
+t_ok "two namespaces joined by veth" netns_pair "$CLI" "$CLI_ADDR" "$SRV" "$SRV_ADDR"
 
 ip netns exec "$SRV" socat -u "TCP-LISTEN:2300,bind=$SRV_ADDR,reuseaddr,fork" \
 	OPEN:/dev/null > /dev/null 2>&1 &

@@ -81,3 +81,29 @@ retry() {
 		sleep "${RETRY_DELAY:-0.5}"
 	done
 }
+
+# teardown [NETNS...]: what every script's exit trap ends with.  Deletes the
+# network namespaces, flushes the helpers of whichever cthelper module is
+# loaded and unloads both.  nft drops its helper references from deferred
+# work, so a helper (and its module) can stay busy for a moment after its
+# table or namespace is gone: the flush is retried.
+teardown() {
+	local ns
+	for ns in "$@"; do ip netns del "$ns" 2> /dev/null; done
+	if mod_loaded nfnl_cthelper || mod_loaded nfnetlink_cthelper; then
+		retry 30 nfct helper flush
+	fi
+	unload_all
+}
+
+# netns_pair NS1 ADDR1 NS2 ADDR2: two network namespaces joined by veth
+# (veth-c in NS1, veth-s in NS2) with the addresses ADDR1/24 and ADDR2/24,
+# every link up.
+netns_pair() {
+	ip netns add "$1" && ip netns add "$3" &&
+		ip link add veth-c netns "$1" type veth peer name veth-s netns "$3" &&
+		ip -n "$1" addr add "$2/24" dev veth-c &&
+		ip -n "$3" addr add "$4/24" dev veth-s &&
+		ip -n "$1" link set lo up && ip -n "$1" link set veth-c up &&
+		ip -n "$3" link set lo up && ip -n "$3" link set veth-s up
+}
