@@ -11,6 +11,7 @@
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <net/netfilter/nf_conntrack.h>
 #include <net/netfilter/nf_conntrack_helper.h>
 
 #include "shims.h"
@@ -26,15 +27,38 @@ cthelper_shim_help_helper_rcu(const struct nf_conn_help *help)
 	return rcu_dereference(help->helper);
 }
 
-unsigned int cthelper_shim_helper_flags_read(const struct nf_conntrack_helper *helper)
+/*
+ * The helper's private data area, copied under the conntrack's own lock: C
+ * reads and writes it with no common lock (ctnetlink and nfqueue verdicts
+ * write it, dumps and events read it), so a reader could see half of an
+ * update.  ctnetlink takes the same lock around a conntrack's sequence
+ * adjustment and protocol state, on the same paths; none of the helper
+ * callbacks runs with it held.  The conntrack passed to to_nlattr is const
+ * only for the callback's sake: its lock is taken as ctnetlink does.
+ */
+bool cthelper_shim_help_data_read(const struct nf_conn *ct, u8 *data)
 {
-	return READ_ONCE(helper->flags);
+	struct nf_conn_help *help = nfct_help(ct);
+	struct nf_conn *lockct = (struct nf_conn *)ct;
+
+	if (!help)
+		return false;
+	spin_lock_bh(&lockct->lock);
+	memcpy(data, help->data, sizeof(help->data));
+	spin_unlock_bh(&lockct->lock);
+	return true;
 }
 
-void cthelper_shim_helper_flags_write(struct nf_conntrack_helper *helper,
-				      unsigned int flags)
+bool cthelper_shim_help_data_write(struct nf_conn *ct, const u8 *data)
 {
-	WRITE_ONCE(helper->flags, flags);
+	struct nf_conn_help *help = nfct_help(ct);
+
+	if (!help)
+		return false;
+	spin_lock_bh(&ct->lock);
+	memcpy(help->data, data, sizeof(help->data));
+	spin_unlock_bh(&ct->lock);
+	return true;
 }
 
 bool cthelper_shim_helper_refcount_dec_if_one(struct nf_conntrack_helper *helper)
