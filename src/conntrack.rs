@@ -248,9 +248,9 @@ impl HelperView {
 
     /// A copy of `helper->expect_policy[class]`, for `class < expect_classes()`.
     ///
-    /// The limits are read with `READ_ONCE()` semantics, one field at a time, as the conntrack
-    /// core reads them: an update that runs meanwhile may be seen for one field and not the
-    /// other, as in C.
+    /// The limits are read with `READ_ONCE()` semantics, one field at a time: an update that
+    /// runs meanwhile may be seen for one field and not the other, as by the conntrack core
+    /// (which reads them with plain loads) and in C.
     pub fn expect_policy(&self, class: usize) -> Option<ExpectPolicy> {
         if class >= self.expect_classes() {
             return None;
@@ -359,8 +359,12 @@ impl Conn {
     pub fn help(&self) -> Option<&HelpExt> {
         // SAFETY: By the type invariants, `self` is a valid conntrack.
         let help = unsafe { bindings::cthelper_shim_nfct_help(self.0.get()) };
-        // SAFETY: A non-null extension lives as long as the conntrack; `HelpExt` is transparent.
-        // INVARIANT: `help` is the extension of this conntrack.
+        // SAFETY: A conntrack's extensions move only when one is added (`nf_ct_ext_add()`,
+        // which may reallocate them), which only the code creating the conntrack does, before
+        // it is confirmed, and never while it runs one of the conntrack's helper callbacks, the
+        // only places a `&Conn` exists; so the extension stays put for the borrow of `self`.
+        // `HelpExt` is transparent.
+        // INVARIANT: `help` is the extension of this conntrack, valid as long as the borrow.
         unsafe { help.cast::<HelpExt>().as_ref() }
     }
 
@@ -371,14 +375,16 @@ impl Conn {
     /// update (ctnetlink and nfqueue verdicts write it with no common lock). Both sides copy
     /// it here under the conntrack's own lock (`ct->lock`, which ctnetlink also takes around the
     /// conntrack's sequence adjustment and protocol state): a reader sees the whole of one
-    /// update or the other.
+    /// update or of the other. A conntrack template has no lock, and is copied as in C.
     pub fn help_data(&self) -> Option<[u8; HELP_DATA_LEN]> {
         let mut data = [0u8; HELP_DATA_LEN];
         // SAFETY: By the type invariants, `self` is a valid conntrack; `data` is writable for
-        // `sizeof(help->data)` bytes (`HELP_DATA_LEN`). The conntrack callbacks run without
-        // `ct->lock` held, which the shim takes.
-        let found =
-            unsafe { bindings::cthelper_shim_help_data_read(self.0.get(), data.as_mut_ptr()) };
+        // its length, which the shim checks against `sizeof(help->data)`. The callbacks that
+        // reach this (`to_nlattr` from ctnetlink dumps and events and from the nfqueue and
+        // nflog glue) never run with `ct->lock` held, which the shim takes.
+        let found = unsafe {
+            bindings::cthelper_shim_help_data_read(self.0.get(), data.as_mut_ptr(), data.len())
+        };
         found.then_some(data)
     }
 
@@ -386,8 +392,9 @@ impl Conn {
     /// [`Conn::help_data`]); `false` without a helper extension.
     pub fn set_help_data(&self, data: &[u8; HELP_DATA_LEN]) -> bool {
         // SAFETY: By the type invariants, `self` is a valid conntrack; `data` is readable for
-        // `sizeof(help->data)` bytes. The shim takes `ct->lock`, which no caller holds.
-        unsafe { bindings::cthelper_shim_help_data_write(self.0.get(), data.as_ptr()) }
+        // its length, which the shim checks. `from_nlattr` (ctnetlink's conntrack updates and
+        // nfqueue verdicts) never runs with `ct->lock` held, which the shim takes.
+        unsafe { bindings::cthelper_shim_help_data_write(self.0.get(), data.as_ptr(), data.len()) }
     }
 }
 
@@ -433,7 +440,7 @@ pub trait HelperOps {
 
     /// `to_nlattr`: puts the private data of `ct` into `skb` as `CTA_HELP_INFO`; ctnetlink
     /// ignores the result.
-    fn to_nlattr(_skb: &MessageBuf, _ct: &Conn, _rcu: &RcuGuard) -> Result {
+    fn to_nlattr(_skb: &mut MessageBuf, _ct: &Conn, _rcu: &RcuGuard) -> Result {
         kernel::build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
@@ -463,9 +470,11 @@ unsafe extern "C" fn from_nlattr_callback<T: HelperOps>(
     ct: *mut bindings::nf_conn,
 ) -> c_int {
     from_result(|| {
-        // SAFETY: ctnetlink calls this under `rcu_read_lock()`.
+        // SAFETY: Both callers, ctnetlink's conntrack updates (`ctnetlink_change_helper()`) and
+        // nfqueue verdicts carrying a conntrack (`ctnetlink_glue_parse()`), hold
+        // `rcu_read_lock()` around the call.
         let rcu = unsafe { RcuGuard::assume_held() };
-        // SAFETY: ctnetlink passes a conntrack valid during the call.
+        // SAFETY: Both pass a conntrack valid during the call.
         let ct = unsafe { Conn::from_raw(ct) };
         // SAFETY: `attr` is null or a `CTA_HELP_INFO` attribute that ctnetlink parsed from the
         // request, valid and unchanged during the call.
@@ -483,12 +492,13 @@ unsafe extern "C" fn to_nlattr_callback<T: HelperOps>(
     ct: *const bindings::nf_conn,
 ) -> c_int {
     from_result(|| {
-        // SAFETY: ctnetlink calls this under `rcu_read_lock()`.
+        // SAFETY: The only caller, `ctnetlink_dump_helpinfo()` (ctnetlink dumps and events, and
+        // the nfqueue and nflog glue), takes `rcu_read_lock()` around the call.
         let rcu = unsafe { RcuGuard::assume_held() };
-        // SAFETY: ctnetlink passes the socket buffer it is filling, which only it writes and
-        // which is ours until we return.
+        // SAFETY: It passes the socket buffer it is filling, which nobody else writes while we
+        // append to it, until we return.
         let skb = unsafe { MessageBuf::from_raw(skb) };
-        // SAFETY: ctnetlink passes a conntrack valid during the call.
+        // SAFETY: It passes a conntrack valid during the call.
         let ct = unsafe { Conn::from_raw(ct) };
         T::to_nlattr(skb, ct, &rcu)?;
         Ok(0)
@@ -545,7 +555,7 @@ impl<const ID: u8> Helper<ID> {
     /// `EINVAL` for a configuration out of range; registration errors (`EEXIST` for a helper of
     /// that name and tuple, `EBUSY` for one that clashes with a kernel helper, ...) are
     /// returned as they are. Nothing is left registered on error.
-    pub fn register<'a, T: HelperOps>(
+    pub fn register<'a, T: HelperOps + 'static>(
         config: HelperConfig<'a>,
         module: &'static ThisModule,
     ) -> impl PinInit<Self, Error> + 'a {
@@ -659,7 +669,12 @@ impl<const ID: u8> Helper<ID> {
 
     /// `refcount_dec_if_one(&helper->refcnt)`: drops the registration's reference only when
     /// nothing else (an nft `ct helper` object, an xt `CT` target) holds the helper.
-    pub fn release_if_unused(&self) -> bool {
+    ///
+    /// On `true` the caller must drop the helper (which unregisters it) before it releases the
+    /// subsystem mutex: a helper kept registered after that can no longer be taken by new
+    /// users (`nf_conntrack_helper_try_module_get()` fails). No memory is at risk then; the
+    /// unregistration does not use the reference count.
+    pub fn release_if_unused(&self, _lock: &SubsysLock<ID>) -> bool {
         // SAFETY: The helper is valid; the reference count is atomic.
         unsafe { bindings::cthelper_shim_helper_refcount_dec_if_one(self.raw.get()) }
     }

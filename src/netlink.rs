@@ -292,6 +292,9 @@ impl Request {
 /// A socket buffer that netlink messages and attributes are appended to: a dump's next part, a
 /// reply, or the message conntrack is filling when it asks a helper for its private data.
 ///
+/// It is written through `&mut` only, and an open [`Message`] or [`Nest`] borrows it mutably,
+/// so whatever is appended while one is open goes inside it, and they close in order.
+///
 /// # Invariants
 ///
 /// `self.0` is a valid `struct sk_buff` that only the holder of the reference writes to, for as
@@ -305,64 +308,23 @@ impl MessageBuf {
     /// # Safety
     ///
     /// `ptr` must point to a valid `struct sk_buff` that the caller may write to for `'a`, and
-    /// nobody else may write to it during `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::sk_buff) -> &'a MessageBuf {
+    /// nobody else may read or write it during `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::sk_buff) -> &'a mut MessageBuf {
         // SAFETY: Guaranteed by the caller; `MessageBuf` is transparent over `struct sk_buff`.
         // INVARIANT: Guaranteed by the caller.
-        unsafe { &*ptr.cast::<MessageBuf>() }
-    }
-
-    fn as_raw(&self) -> *mut bindings::sk_buff {
-        self.0.get()
+        unsafe { &mut *ptr.cast::<MessageBuf>() }
     }
 
     /// `skb->len`, in bytes.
     pub fn length(&self) -> u32 {
         // SAFETY: By the type invariants, `self` is a valid socket buffer.
-        unsafe { bindings::cthelper_shim_skb_len(self.as_raw()) }
-    }
-
-    /// `nla_put()`: appends an attribute; fails with `EMSGSIZE` when it does not fit.
-    pub fn put(&self, ty: u16, data: &[u8]) -> Result {
-        let len = i32::try_from(data.len()).map_err(|_| EINVAL)?;
-        // SAFETY: `self` is a valid socket buffer we may write to and `data` is readable for
-        // `len` bytes.
-        to_result(unsafe { bindings::nla_put(self.as_raw(), ty.into(), len, data.as_ptr().cast()) })
-    }
-
-    /// `nla_put_u8()`.
-    pub fn put_u8(&self, ty: u16, value: u8) -> Result {
-        self.put(ty, &[value])
-    }
-
-    /// `nla_put_be16(skb, ty, htons(value))`.
-    pub fn put_be16(&self, ty: u16, value: u16) -> Result {
-        self.put(ty, &value.to_be_bytes())
-    }
-
-    /// `nla_put_be32(skb, ty, htonl(value))`.
-    pub fn put_be32(&self, ty: u16, value: u32) -> Result {
-        self.put(ty, &value.to_be_bytes())
-    }
-
-    /// `nla_put_string()`: the string and its NUL.
-    pub fn put_string(&self, ty: u16, s: &CStr) -> Result {
-        self.put(ty, s.as_bytes_with_nul())
-    }
-
-    /// `nla_nest_start()`: opens a nest, closed by [`Nest::end`].
-    pub fn nest_start(&self, ty: u16) -> Result<Nest<'_>> {
-        // SAFETY: `self` is a valid socket buffer we may write to.
-        let start = unsafe { bindings::cthelper_shim_nla_nest_start(self.as_raw(), ty.into()) };
-        let start = NonNull::new(start).ok_or_else(emsgsize)?;
-        // INVARIANT: `nla_nest_start()` just returned `start` for this buffer.
-        Ok(Nest { skb: self, start })
+        unsafe { bindings::cthelper_shim_skb_len(self.0.get()) }
     }
 
     /// `nfnl_msg_put(skb, portid, seq, type, flags, family, NFNETLINK_V0, 0)`: starts an
-    /// nfnetlink message, finished by [`Message::end`].
+    /// nfnetlink message, finished by [`Message::end`]; `EMSGSIZE` if it does not fit.
     pub fn nfnl_msg_put(
-        &self,
+        &mut self,
         portid: u32,
         seq: u32,
         msg_type: u16,
@@ -372,7 +334,7 @@ impl MessageBuf {
         // SAFETY: `self` is a valid socket buffer we may write to.
         let nlh = unsafe {
             bindings::cthelper_shim_nfnl_msg_put(
-                self.as_raw(),
+                self.0.get(),
                 portid,
                 seq,
                 msg_type.into(),
@@ -383,29 +345,101 @@ impl MessageBuf {
             )
         };
         let nlh = NonNull::new(nlh).ok_or_else(emsgsize)?;
-        // INVARIANT: `nfnl_msg_put()` just returned `nlh` for this buffer.
+        // INVARIANT: `nfnl_msg_put()` just returned `nlh` for this buffer, which the message
+        // borrows mutably from now on.
         Ok(Message { skb: self, nlh })
     }
 }
+
+mod sealed {
+    /// Where [`super::Attributes`] appends; not reachable outside this module.
+    pub trait Sink {
+        fn skb(&mut self) -> *mut crate::bindings::sk_buff;
+    }
+}
+
+/// Appending attributes: to a [`MessageBuf`] (inside whatever its owner opened), an open
+/// [`Message`] or an open [`Nest`]. Each fails with `EMSGSIZE` when the buffer is full.
+pub trait Attributes: sealed::Sink {
+    /// `nla_put()`: appends an attribute of type `ty` with payload `data`.
+    fn put(&mut self, ty: u16, data: &[u8]) -> Result {
+        let len = i32::try_from(data.len()).map_err(|_| EINVAL)?;
+        // SAFETY: `skb()` is a valid socket buffer we may write to (invariants of the
+        // implementing types) and `data` is readable for `len` bytes.
+        to_result(unsafe { bindings::nla_put(self.skb(), ty.into(), len, data.as_ptr().cast()) })
+    }
+
+    /// `nla_put_u8()`.
+    fn put_u8(&mut self, ty: u16, value: u8) -> Result {
+        self.put(ty, &[value])
+    }
+
+    /// `nla_put_be16(skb, ty, htons(value))`.
+    fn put_be16(&mut self, ty: u16, value: u16) -> Result {
+        self.put(ty, &value.to_be_bytes())
+    }
+
+    /// `nla_put_be32(skb, ty, htonl(value))`.
+    fn put_be32(&mut self, ty: u16, value: u32) -> Result {
+        self.put(ty, &value.to_be_bytes())
+    }
+
+    /// `nla_put_string()`: the string and its NUL.
+    fn put_string(&mut self, ty: u16, s: &CStr) -> Result {
+        self.put(ty, s.as_bytes_with_nul())
+    }
+
+    /// `nla_nest_start()`: opens a nest of type `ty`, closed by [`Nest::end`].
+    fn nest_start(&mut self, ty: u16) -> Result<Nest<'_>> {
+        let skb = self.skb();
+        // SAFETY: `skb` is a valid socket buffer we may write to.
+        let start = unsafe { bindings::cthelper_shim_nla_nest_start(skb, ty.into()) };
+        let start = NonNull::new(start).ok_or_else(emsgsize)?;
+        // INVARIANT: `nla_nest_start()` just returned `start` for `skb`, which the nest borrows
+        // (through `self`) mutably from now on.
+        Ok(Nest {
+            skb,
+            start,
+            _parent: PhantomData,
+        })
+    }
+}
+
+impl sealed::Sink for MessageBuf {
+    fn skb(&mut self) -> *mut bindings::sk_buff {
+        self.0.get()
+    }
+}
+impl Attributes for MessageBuf {}
 
 /// An open nest in a socket buffer.
 ///
 /// # Invariants
 ///
-/// `start` was returned by `nla_nest_start()` on `skb`, and the buffer is only appended to while
-/// the nest is open.
+/// `start` was returned by `nla_nest_start()` on `skb`, a valid socket buffer that the nest's
+/// parent (a [`MessageBuf`], [`Message`] or [`Nest`]) lends it mutably for `'a`: while the nest
+/// is open, the buffer is only appended to through it.
 pub struct Nest<'a> {
-    skb: &'a MessageBuf,
+    skb: *mut bindings::sk_buff,
     start: NonNull<bindings::nlattr>,
+    _parent: PhantomData<&'a mut MessageBuf>,
 }
 
 impl Nest<'_> {
     /// `nla_nest_end()`: fixes up the nest's length.
     pub fn end(self) {
-        // SAFETY: By the type invariants, `start` is a nest header in this buffer.
-        unsafe { bindings::cthelper_shim_nla_nest_end(self.skb.as_raw(), self.start.as_ptr()) };
+        // SAFETY: By the type invariants, `start` is a nest header in this buffer, and all
+        // that follows it was appended inside the nest.
+        unsafe { bindings::cthelper_shim_nla_nest_end(self.skb, self.start.as_ptr()) };
     }
 }
+
+impl sealed::Sink for Nest<'_> {
+    fn skb(&mut self) -> *mut bindings::sk_buff {
+        self.skb
+    }
+}
+impl Attributes for Nest<'_> {}
 
 /// A netlink message being written to a socket buffer.
 ///
@@ -414,27 +448,35 @@ impl Nest<'_> {
 ///
 /// # Invariants
 ///
-/// `nlh` was returned by `nfnl_msg_put()` on `skb`, and the buffer is only appended to while the
-/// message is open.
+/// `nlh` was returned by `nfnl_msg_put()` on `skb`, which the message borrows mutably: while it
+/// is open the buffer is only appended to through it.
 pub struct Message<'a> {
-    skb: &'a MessageBuf,
+    skb: &'a mut MessageBuf,
     nlh: NonNull<bindings::nlmsghdr>,
 }
 
 impl Message<'_> {
     /// `nlmsg_end()`: fixes up the message's length.
     pub fn end(self) {
-        // SAFETY: By the type invariants, `nlh` is a message header in this buffer.
-        unsafe { bindings::cthelper_shim_nlmsg_end(self.skb.as_raw(), self.nlh.as_ptr()) };
+        // SAFETY: By the type invariants, `nlh` is a message header in this buffer, and all
+        // that follows it belongs to the message.
+        unsafe { bindings::cthelper_shim_nlmsg_end(self.skb.0.get(), self.nlh.as_ptr()) };
         core::mem::forget(self);
     }
 }
 
+impl sealed::Sink for Message<'_> {
+    fn skb(&mut self) -> *mut bindings::sk_buff {
+        self.skb.0.get()
+    }
+}
+impl Attributes for Message<'_> {}
+
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariants, `nlh` is a message header in this buffer, and nothing
-        // before it was written since.
-        unsafe { bindings::cthelper_shim_nlmsg_cancel(self.skb.as_raw(), self.nlh.as_ptr()) };
+        // SAFETY: By the type invariants, `nlh` is a message header in this buffer, and all
+        // that was written since belongs to the message.
+        unsafe { bindings::cthelper_shim_nlmsg_cancel(self.skb.0.get(), self.nlh.as_ptr()) };
     }
 }
 
@@ -467,7 +509,15 @@ impl core::ops::Deref for OwnedMessageBuf {
 
     fn deref(&self) -> &MessageBuf {
         // SAFETY: By the type invariants, `self.0` is a socket buffer we own, so nobody else
-        // writes to it while `self` is borrowed.
+        // touches it while `self` is borrowed; the reference is shared, as `self` is.
+        unsafe { &*self.0.as_ptr().cast::<MessageBuf>() }
+    }
+}
+
+impl core::ops::DerefMut for OwnedMessageBuf {
+    fn deref_mut(&mut self) -> &mut MessageBuf {
+        // SAFETY: By the type invariants, `self.0` is a socket buffer we own, so nobody else
+        // touches it while `self` is borrowed mutably.
         unsafe { MessageBuf::from_raw(self.0.as_ptr()) }
     }
 }

@@ -108,6 +108,7 @@ unsafe impl<T: Send, const ID: u8> Sync for SubsysLocked<T, ID> {}
 impl<T, const ID: u8> SubsysLocked<T, ID> {
     /// Wraps `value`.
     pub const fn new(value: T) -> Self {
+        // INVARIANT: The value is only reachable through the methods below.
         Self(UnsafeCell::new(value))
     }
 
@@ -137,9 +138,10 @@ impl<T, const ID: u8> SubsysLocked<T, ID> {
 /// # Invariants
 ///
 /// `self.raw` is the `nfnl_info` nfnetlink passed to the running callback, whose `nlh`, `sk`
-/// and `net` are valid until the callback returns.
+/// and `net` are valid until the callback returns, and `self.skb` the request they belong to.
 pub struct Info<'a> {
     raw: &'a bindings::nfnl_info,
+    skb: &'a Request,
 }
 
 impl Info<'_> {
@@ -166,17 +168,18 @@ impl Info<'_> {
         to_result(unsafe { bindings::nfnetlink_unicast(skb.into_raw(), self.raw.net, portid) })
     }
 
-    /// `netlink_dump_start()`: answers the request `skb` with a dump made by `D`.
+    /// `netlink_dump_start()`: answers the message with a dump made by `D`.
     ///
     /// Returns what nfnetlink expects back from the callback (`-EINTR` once the dump started).
-    pub fn dump_start<D: Dump>(&self, skb: &Request) -> Result {
-        // SAFETY: `sk`, `skb` and `nlh` are those of the message being handled, as
-        // `netlink_dump_start()` requires; the shim records this module as the dump's owner, so
-        // the module (and `dump_callback::<D>`) stays loaded while the dump runs.
+    pub fn dump_start<D: Dump>(&self) -> Result {
+        // SAFETY: `sk`, `skb` and `nlh` are those of the message being handled (type
+        // invariants), as `netlink_dump_start()` requires; the shim records this module as the
+        // dump's owner, so the module (and `dump_callback::<D>`) stays loaded while the dump
+        // runs.
         to_result(unsafe {
             bindings::cthelper_shim_netlink_dump_start(
                 self.raw.sk,
-                skb.as_raw(),
+                self.skb.as_raw(),
                 self.raw.nlh,
                 Some(dump_callback::<D>),
             )
@@ -234,7 +237,7 @@ impl DumpState<'_> {
 /// A dump callback (`netlink_dump_control.dump`).
 pub trait Dump {
     /// Fills `skb` with the next part of the dump and returns `skb->len`; zero ends it.
-    fn dump(skb: &MessageBuf, state: &mut DumpState<'_>) -> Result<u32>;
+    fn dump(skb: &mut MessageBuf, state: &mut DumpState<'_>) -> Result<u32>;
 }
 
 /// # Safety
@@ -281,8 +284,8 @@ unsafe extern "C" fn mutex_callback<const ID: u8, const N: usize, H: Handler<ID,
         let skb = unsafe { Request::from_raw(skb) };
         // SAFETY: nfnetlink passes the message's info, valid until we return.
         let raw = unsafe { &*info };
-        // INVARIANT: `raw` is the running callback's info.
-        let info = Info { raw };
+        // INVARIANT: `raw` is the running callback's info, `skb` its request.
+        let info = Info { raw, skb };
         // SAFETY: nfnetlink passes a table of `attr_count + 1 == N` entries, each null or an
         // attribute of the message validated against the callback's policy.
         let tb = unsafe { Attrs::<N>::from_raw(cda) };
@@ -292,6 +295,12 @@ unsafe extern "C" fn mutex_callback<const ID: u8, const N: usize, H: Handler<ID,
 }
 
 /// One entry of the callback table of subsystem `ID` (`struct nfnl_callback`).
+///
+/// # Invariants
+///
+/// Either unused (`NFNL_CB_UNSPEC`, no callback), or an `NFNL_CB_MUTEX` entry whose `call` is
+/// `mutex_callback::<ID, N, H>` and whose `policy` has `N == attr_count + 1` entries; such an
+/// entry only ever sits in the table of [`Subsystem<ID>`].
 #[repr(transparent)]
 pub struct Callback<const ID: u8>(bindings::nfnl_callback);
 
@@ -302,12 +311,15 @@ impl<const ID: u8> Callback<ID> {
     /// An unused message type: nfnetlink answers it with `-EINVAL` (`NFNL_CB_UNSPEC`).
     pub const fn unspec() -> Self {
         // SAFETY: All-zero is `NFNL_CB_UNSPEC` with no callback and no policy.
+        // INVARIANT: An unused entry.
         Self(unsafe { core::mem::zeroed() })
     }
 
     /// A callback run with the subsystem mutex held (`NFNL_CB_MUTEX`), whose top-level
     /// attributes are validated against `policy`.
     pub const fn mutex<const N: usize, H: Handler<ID, N>>(policy: &'static Policy<N>) -> Self {
+        // INVARIANT: The callback, policy and count agree on `N`; the entry can only be put in
+        // a `Callbacks<ID, _>`, which only a `Subsystem<ID>` takes.
         Self(bindings::nfnl_callback {
             call: Some(mutex_callback::<ID, N, H>),
             policy: policy.as_raw(),
@@ -321,6 +333,10 @@ impl<const ID: u8> Callback<ID> {
 ///
 /// Built like a C array with designated initialisers: [`Callbacks::empty`] leaves every message
 /// type unused and [`Callbacks::with`] sets the entry of one, named by its constant.
+///
+/// # Invariants
+///
+/// Every entry is a [`Callback<ID>`], so each satisfies its invariants.
 #[repr(transparent)]
 pub struct Callbacks<const ID: u8, const M: usize>([Callback<ID>; M]);
 
@@ -347,6 +363,11 @@ impl<const ID: u8, const M: usize> Callbacks<ID, M> {
 }
 
 /// The nfnetlink subsystem `ID` (`struct nfnetlink_subsystem`).
+///
+/// # Invariants
+///
+/// `subsys_id == ID < NFNL_SUBSYS_COUNT`, and `cb` points to `cb_count` [`Callback<ID>`]
+/// entries that live forever.
 #[repr(transparent)]
 pub struct Subsystem<const ID: u8>(bindings::nfnetlink_subsystem);
 
@@ -367,6 +388,7 @@ impl<const ID: u8> Subsystem<ID> {
         raw.subsys_id = ID;
         raw.cb_count = callbacks.len() as u8;
         raw.cb = callbacks.as_ptr().cast();
+        // INVARIANT: The id is `ID`, checked above; the callbacks are static `Callback<ID>`s.
         Self(raw)
     }
 }

@@ -14,7 +14,8 @@ use crate::{
         Tuple, HELPER_NAME_LEN, HELP_DATA_LEN, MAX_EXPECT_CLASSES,
     },
     netlink::{
-        parse_nested, Attr, Attrs, MessageBuf, OwnedMessageBuf, Policy, PolicyEntry, Request,
+        parse_nested, Attr, Attributes, Attrs, Message, MessageBuf, OwnedMessageBuf, Policy,
+        PolicyEntry, Request,
     },
     nfnetlink::{self, Callback, Callbacks, DumpState, Info, SubsysLock, SubsysLocked, Subsystem},
     rules::{self, Reject},
@@ -141,7 +142,7 @@ impl HelperOps for UserspaceCthelper {
     }
 
     /// C: `nfnl_cthelper_to_nlattr()`.
-    fn to_nlattr(skb: &MessageBuf, ct: &conntrack::Conn, rcu: &RcuGuard) -> Result {
+    fn to_nlattr(skb: &mut MessageBuf, ct: &conntrack::Conn, rcu: &RcuGuard) -> Result {
         let Some(help) = ct.help() else {
             return Ok(());
         };
@@ -415,26 +416,26 @@ impl nfnetlink::Handler<SUBSYS_ID, NFCTH_ATTRS> for NfnlCthelperNew {
     }
 }
 /// C: `nfnl_cthelper_dump_tuple()`.
-fn nfnl_cthelper_dump_tuple(skb: &MessageBuf, helper: &HelperView) -> Result {
-    let nest = skb.nest_start(NFCTH_TUPLE as u16)?;
+fn nfnl_cthelper_dump_tuple(skb: &mut Message<'_>, helper: &HelperView) -> Result {
+    let mut nest = skb.nest_start(NFCTH_TUPLE as u16)?;
     let tuple = helper.tuple();
-    skb.put_be16(NFCTH_TUPLE_L3PROTONUM as u16, tuple.l3num)?;
-    skb.put_u8(NFCTH_TUPLE_L4PROTONUM as u16, tuple.protonum)?;
+    nest.put_be16(NFCTH_TUPLE_L3PROTONUM as u16, tuple.l3num)?;
+    nest.put_u8(NFCTH_TUPLE_L4PROTONUM as u16, tuple.protonum)?;
     nest.end();
     Ok(())
 }
 
 /// C: `nfnl_cthelper_dump_policy()`.
-fn nfnl_cthelper_dump_policy(skb: &MessageBuf, helper: &HelperView) -> Result {
-    let nest1 = skb.nest_start(NFCTH_POLICY as u16)?;
+fn nfnl_cthelper_dump_policy(skb: &mut Message<'_>, helper: &HelperView) -> Result {
+    let mut nest1 = skb.nest_start(NFCTH_POLICY as u16)?;
     let classes = helper.expect_classes();
-    skb.put_be32(NFCTH_POLICY_SET_NUM as u16, classes as u32)?;
+    nest1.put_be32(NFCTH_POLICY_SET_NUM as u16, classes as u32)?;
     for i in 0..classes {
         let policy = helper.expect_policy(i).ok_or(EINVAL)?;
-        let nest2 = skb.nest_start((NFCTH_POLICY_SET + i as u32) as u16)?;
-        skb.put_string(NFCTH_POLICY_NAME as u16, policy.name.as_cstr())?;
-        skb.put_be32(NFCTH_POLICY_EXPECT_MAX as u16, policy.max_expected)?;
-        skb.put_be32(NFCTH_POLICY_EXPECT_TIMEOUT as u16, policy.timeout)?;
+        let mut nest2 = nest1.nest_start((NFCTH_POLICY_SET + i as u32) as u16)?;
+        nest2.put_string(NFCTH_POLICY_NAME as u16, policy.name.as_cstr())?;
+        nest2.put_be32(NFCTH_POLICY_EXPECT_MAX as u16, policy.max_expected)?;
+        nest2.put_be32(NFCTH_POLICY_EXPECT_TIMEOUT as u16, policy.timeout)?;
         nest2.end();
     }
     nest1.end();
@@ -445,7 +446,7 @@ fn nfnl_cthelper_dump_policy(skb: &MessageBuf, helper: &HelperView) -> Result {
 ///
 /// Returns `skb->len`; on error the partial message is cancelled.
 fn nfnl_cthelper_fill_info(
-    skb: &MessageBuf,
+    skb: &mut MessageBuf,
     portid: u32,
     seq: u32,
     event: u8,
@@ -456,7 +457,7 @@ fn nfnl_cthelper_fill_info(
     } else {
         0
     };
-    let msg = skb.nfnl_msg_put(
+    let mut msg = skb.nfnl_msg_put(
         portid,
         seq,
         nfnetlink::msg_type(SUBSYS_ID, event),
@@ -464,17 +465,17 @@ fn nfnl_cthelper_fill_info(
         bindings::AF_UNSPEC as u8,
     )?;
 
-    skb.put_string(NFCTH_NAME as u16, helper.name())?;
-    skb.put_be32(NFCTH_QUEUE_NUM as u16, helper.queue_num())?;
-    nfnl_cthelper_dump_tuple(skb, helper)?;
-    nfnl_cthelper_dump_policy(skb, helper)?;
-    skb.put_be32(NFCTH_PRIV_DATA_LEN as u16, helper.data_len().into())?;
+    msg.put_string(NFCTH_NAME as u16, helper.name())?;
+    msg.put_be32(NFCTH_QUEUE_NUM as u16, helper.queue_num())?;
+    nfnl_cthelper_dump_tuple(&mut msg, helper)?;
+    nfnl_cthelper_dump_policy(&mut msg, helper)?;
+    msg.put_be32(NFCTH_PRIV_DATA_LEN as u16, helper.data_len().into())?;
     let status = if helper.flags() & rules::F_CONFIGURED != 0 {
         rules::STATUS_ENABLED
     } else {
         rules::STATUS_DISABLED
     };
-    skb.put_be32(NFCTH_STATUS as u16, status)?;
+    msg.put_be32(NFCTH_STATUS as u16, status)?;
 
     msg.end();
     Ok(skb.length())
@@ -486,7 +487,7 @@ fn nfnl_cthelper_fill_info(
 struct NfnlCthelperDumpTable;
 
 impl nfnetlink::Dump for NfnlCthelperDumpTable {
-    fn dump(skb: &MessageBuf, cb: &mut DumpState<'_>) -> Result<u32> {
+    fn dump(skb: &mut MessageBuf, cb: &mut DumpState<'_>) -> Result<u32> {
         let rcu = RcuGuard::lock();
         let last = cb.arg(1);
         let portid = cb.portid();
@@ -553,7 +554,7 @@ impl nfnetlink::Handler<SUBSYS_ID, NFCTH_ATTRS> for NfnlCthelperGet {
             return Err(EPERM);
         }
         if info.nlmsg_flags() & bindings::NLM_F_DUMP as u16 != 0 {
-            return info.dump_start::<NfnlCthelperDumpTable>(skb);
+            return info.dump_start::<NfnlCthelperDumpTable>();
         }
 
         let (helper_name, tuple) = nfnl_cthelper_filter(tb)?;
@@ -571,11 +572,17 @@ impl nfnetlink::Handler<SUBSYS_ID, NFCTH_ATTRS> for NfnlCthelperGet {
             };
         };
 
-        let skb2 = OwnedMessageBuf::new_default()?;
+        let mut skb2 = OwnedMessageBuf::new_default()?;
         let portid = skb.netlink_portid();
         let event = MSG_NEW;
-        if nfnl_cthelper_fill_info(&skb2, portid, info.nlmsg_seq(), event, cur.helper.view())
-            .is_err()
+        if nfnl_cthelper_fill_info(
+            &mut skb2,
+            portid,
+            info.nlmsg_seq(),
+            event,
+            cur.helper.view(),
+        )
+        .is_err()
         {
             // Upstream hands back fill_info()'s -1, which reads as -EPERM. It cannot happen in
             // practice: one helper is far smaller than NLMSG_DEFAULT_SIZE.
@@ -600,7 +607,7 @@ impl nfnetlink::Handler<SUBSYS_ID, NFCTH_ATTRS> for NfnlCthelperDel {
         }
         let (helper_name, tuple) = nfnl_cthelper_filter(tb)?;
 
-        let list = NFNL_CTHELPER_LIST.get(lock);
+        let (list, lock) = NFNL_CTHELPER_LIST.get_and_proof(lock);
         let mut kept = List::new();
         let mut ret = Err(ENOENT);
         let mut found = false;
@@ -613,7 +620,7 @@ impl nfnetlink::Handler<SUBSYS_ID, NFCTH_ATTRS> for NfnlCthelperDel {
                 continue;
             }
             // A helper that an nft ct helper object or an xt CT rule still holds stays.
-            if nlcth.helper.release_if_unused() {
+            if nlcth.helper.release_if_unused(lock) {
                 found = true;
                 // Dropping it unregisters the helper, then frees it.
                 drop(nlcth);
