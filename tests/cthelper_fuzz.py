@@ -55,6 +55,12 @@ RCV = 1 << 16
 # ---------------------------------------------------------------- generator
 
 NAMES = ["h%d" % i for i in range(8)] + ["ftp", "sip-user", "x" * 15]
+# The expectation class names; class i is most often named CLASS_NAMES[i % 3],
+# so that a NEW that meets an existing helper often updates its policies.
+CLASS_NAMES = [b"pol", b"p2", b"ftp"]
+# variant() pads to these lengths (a negative one: that many NULs); the
+# payload limit is 16 bytes with one trailing NUL, 17 is one too many.
+PAD_LENGTHS = (-2, -2, -3, -5, 8, 15, 16, 16, 17, 17, 20, 32)
 
 
 class Gen:
@@ -77,9 +83,13 @@ class Gen:
         return bytes(self.r.getrandbits(8) for _ in range(self.r.choice((0, 1, 2, 3, 5, 8))))
 
     def name(self):
+        """A helper name: mostly one of NAMES, often as a client with a
+        fixed-size buffer sends it (variant()), sometimes something odd."""
         r = self.r.random()
-        if r < 0.8:
+        if r < 0.55:
             return self.r.choice(NAMES).encode() + b"\0"
+        if r < 0.8:
+            return self.variant(self.r.choice(NAMES).encode())
         k = self.r.randrange(8)
         if k == 0:
             return b""
@@ -96,6 +106,25 @@ class Gen:
         if k == 6:
             return b"x" * 15 + b"\0\0\0"           # padding NULs
         return bytes(self.r.getrandbits(8) for _ in range(self.r.randrange(1, 20)))
+
+    def variant(self, base):
+        """base (bytes, no NUL) as it may come from a fixed-size buffer:
+        NUL-padded to several lengths, around the 16/17-byte limit of
+        NLA_NUL_STRING with .len 15 too; with a NUL and more bytes inside;
+        or unterminated.  Upstream matches helper names with strncmp() and
+        class names with nla_strcmp(), which drops every trailing NUL."""
+        k = self.r.random()
+        if k < 0.7:
+            n = self.r.choice(PAD_LENGTHS)
+            if n < 0:
+                n = len(base) - n        # that many NULs
+            return base.ljust(max(n, len(base) + 1), b"\0")
+        if k < 0.85:
+            tail = self.r.choice((b"x", b"zz", base, b"\0", b"junk"))
+            return base + b"\0" + tail + self.r.choice((b"", b"\0", b"\0\0", b"\0" * 8))
+        if self.chance(0.7):
+            return base                          # no NUL at all
+        return base.ljust(16, b"x")              # 16 bytes, no NUL
 
     def maybe_flags(self, atype, nested):
         """Attribute type with the nesting / byte-order flags, mostly right."""
@@ -130,11 +159,19 @@ class Gen:
         self.r.shuffle(parts) if self.chance(0.2) else None
         return self.attr(NFCTH_TUPLE, b"".join(parts), nested=True)
 
-    def policy_class(self):
+    def class_name(self, idx):
+        r = self.r.random()
+        if r < 0.15:
+            return self.name()
+        base = (CLASS_NAMES[idx % 3] if self.chance(0.6) else self.r.choice(CLASS_NAMES))
+        if r < 0.55:
+            return base + b"\0"
+        return self.variant(base)
+
+    def policy_class(self, idx):
         parts = []
         if self.chance(0.92):
-            parts.append(self.attr(NFCTH_POLICY_NAME, self.name() if self.chance(0.3)
-                                   else self.r.choice((b"pol\0", b"p2\0", b"ftp\0"))))
+            parts.append(self.attr(NFCTH_POLICY_NAME, self.class_name(idx)))
         if self.chance(0.92):
             parts.append(self.attr(NFCTH_POLICY_EXPECT_MAX, self.u32((0, 1, 2, 8, 255, 256, 1000))))
         if self.chance(0.92):
@@ -153,7 +190,7 @@ class Gen:
             parts.append(self.attr(NFCTH_POLICY_SET_NUM, self.u32((num,))))
         for i in range(n):
             idx = i if self.chance(0.95) else self.r.randrange(0, 8)
-            parts.append(self.attr(NFCTH_POLICY_SET + idx, self.policy_class(), nested=True))
+            parts.append(self.attr(NFCTH_POLICY_SET + idx, self.policy_class(i), nested=True))
         if self.chance(0.03):
             parts.append(self.attr(self.r.randrange(7, 20), b"\0" * 4, nested=True))
         return self.attr(NFCTH_POLICY, b"".join(parts), nested=True)
