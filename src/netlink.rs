@@ -3,11 +3,16 @@
 //! Netlink attributes, attribute policies and message building.
 //!
 //! C header: [`include/net/netlink.h`](srctree/include/net/netlink.h)
+//!
+//! Attribute and string data is compared and copied by the kernel's own functions
+//! (`nla_strcmp()`, `nla_strscpy()`, `nla_memcpy()`), never by a re-implementation, so that a
+//! padded, unterminated or oddly sized payload is treated exactly as the C code treats it.
 
 use crate::bindings;
 use core::{marker::PhantomData, mem::size_of, ptr::NonNull};
 use kernel::{
     error::{code::*, to_result, Error, Result},
+    str::CStr,
     types::Opaque,
 };
 
@@ -54,13 +59,17 @@ impl PolicyEntry {
         Self::with_type(bindings::NLA_U32, 0)
     }
 
-    /// An `NLA_NUL_STRING` attribute of at most `max_len` characters before the NUL.
+    /// An `NLA_NUL_STRING` attribute of at most `max_len` bytes before the NUL.
     pub const fn nul_string(max_len: u16) -> Self {
         Self::with_type(bindings::NLA_NUL_STRING, max_len)
     }
 }
 
 /// The policy of a message or nest whose attribute types run from 1 to `N - 1`.
+///
+/// Built like a C array with designated initialisers: [`Policy::empty`] leaves every type
+/// unvalidated and [`Policy::with`] sets the entry of one attribute type, named by its constant,
+/// so reordering the constants cannot mis-wire the table; a type beyond the table fails the build.
 ///
 /// # Invariants
 ///
@@ -73,9 +82,21 @@ pub struct Policy<const N: usize>([PolicyEntry; N]);
 unsafe impl<const N: usize> Sync for Policy<N> {}
 
 impl<const N: usize> Policy<N> {
-    /// Builds a policy from its entries, indexed by attribute type (entry 0 is unused).
-    pub const fn new(entries: [PolicyEntry; N]) -> Self {
-        Self(entries)
+    /// A policy that validates no attribute type.
+    pub const fn empty() -> Self {
+        // INVARIANT: `N` `NLA_UNSPEC` entries.
+        Self([PolicyEntry::unspec(); N])
+    }
+
+    /// The same policy with `entry` for attribute type `ty` (`[ty] = entry` in C).
+    pub const fn with(mut self, ty: u32, entry: PolicyEntry) -> Self {
+        assert!(
+            ty != 0 && (ty as usize) < N,
+            "attribute type outside the policy"
+        );
+        // INVARIANT: one valid entry replaces another.
+        self.0[ty as usize] = entry;
+        self
     }
 
     /// The highest attribute type this policy knows (`maxtype` of `nla_parse`).
@@ -92,9 +113,9 @@ impl<const N: usize> Policy<N> {
 ///
 /// # Invariants
 ///
-/// The header and the `nla_len - NLA_HDRLEN` payload bytes after it are readable for as long as
-/// the reference to it lives, and `nla_len >= NLA_HDRLEN` (both checked by `nla_parse`, which
-/// is how every [`Attr`] is obtained).
+/// The header and the `nla_len - NLA_HDRLEN` payload bytes after it are readable and not
+/// written for as long as the reference to it lives, and `nla_len >= NLA_HDRLEN` (both checked
+/// by `nla_parse`, which is how every [`Attr`] is obtained).
 #[repr(transparent)]
 pub struct Attr(Opaque<bindings::nlattr>);
 
@@ -108,15 +129,17 @@ impl Attr {
         // SAFETY: By the type invariants, the header is readable.
         let total = unsafe { (*self.as_raw()).nla_len } as usize;
         let len = total.saturating_sub(NLA_HDRLEN);
-        // SAFETY: By the type invariants, `len` payload bytes follow the header and stay valid
-        // while `self` is borrowed.
+        // SAFETY: By the type invariants, `len` payload bytes follow the header and are neither
+        // freed nor written while `self` is borrowed.
         unsafe { core::slice::from_raw_parts(self.as_raw().cast::<u8>().add(NLA_HDRLEN), len) }
     }
 
-    /// The first `N` payload bytes, zero-padded if the payload is shorter.
+    /// The first `N` payload bytes.
     ///
-    /// The policy of every integer attribute guarantees its length, so the padding is never
-    /// used; it only keeps this function total.
+    /// `nla_parse()` rejects an `NLA_U8`, `NLA_U16` or `NLA_U32` attribute shorter than its type
+    /// (`-ERANGE`) and lets a longer one through, and `nla_get_*()` then read its leading bytes:
+    /// so does this. For an attribute that was not validated as such, a shorter payload is
+    /// zero-padded where `nla_get_*()` would read past it.
     fn leading_bytes<const N: usize>(&self) -> [u8; N] {
         let mut out = [0u8; N];
         let payload = self.payload();
@@ -140,8 +163,24 @@ impl Attr {
         u32::from_be_bytes(self.leading_bytes())
     }
 
-    /// `nla_strscpy()`: copies the string payload into `dst`, always NUL-terminated, truncating
-    /// it if needed, and zeroes the rest of `dst`.
+    /// The payload as a C string: its bytes up to the first NUL, as `nla_data()` is read by C
+    /// string functions; `None` if the payload holds no NUL (which `nla_parse()` rejects for an
+    /// `NLA_NUL_STRING` attribute).
+    pub fn nul_string(&self) -> Option<&CStr> {
+        let payload = self.payload();
+        let nul = payload.iter().position(|&c| c == 0)?;
+        CStr::from_bytes_with_nul(&payload[..=nul]).ok()
+    }
+
+    /// `nla_strcmp()`: compares the payload, less all its trailing NULs, with `s`; zero when
+    /// they are equal.
+    pub fn strcmp(&self, s: &CStr) -> i32 {
+        // SAFETY: By the type invariants, `self` is a valid attribute; `s` is NUL-terminated.
+        unsafe { bindings::nla_strcmp(self.as_raw(), s.as_char_ptr()) }
+    }
+
+    /// `nla_strscpy()`: copies the string payload into `dst`, always NUL-terminated (for a
+    /// non-empty `dst`), truncating it if needed, and zeroes the rest of `dst`.
     pub fn strscpy(&self, dst: &mut [u8]) {
         // SAFETY: `self` is a valid attribute and `dst` is writable for `dst.len()` bytes, which
         // is all `nla_strscpy()` writes.
@@ -159,7 +198,10 @@ impl Attr {
 
 /// The attributes of a message or nest, indexed by type, as `nla_parse()` leaves them.
 ///
-/// `N` is one more than the highest type. Entry `i` is `None` when type `i` was not present.
+/// # Invariants
+///
+/// `N` is one more than the highest type; entry `i` is `None` when type `i` was not present,
+/// otherwise the attribute of that type that `nla_parse()` validated against the policy.
 #[repr(transparent)]
 pub struct Attrs<'a, const N: usize>([Option<&'a Attr>; N]);
 
@@ -169,7 +211,7 @@ impl<'a, const N: usize> Attrs<'a, N> {
     /// # Safety
     ///
     /// `tb` must point to `N` entries, each null or a pointer to an attribute validated by
-    /// `nla_parse()` and valid for `'a`.
+    /// `nla_parse()` against the callback's policy and valid for `'a`.
     pub(crate) unsafe fn from_raw(tb: *const *const bindings::nlattr) -> Self {
         let mut attrs = [None; N];
         for (i, slot) in attrs.iter_mut().enumerate() {
@@ -179,6 +221,7 @@ impl<'a, const N: usize> Attrs<'a, N> {
             // `'a`; `Attr` is a transparent wrapper of `struct nlattr`.
             *slot = unsafe { p.cast::<Attr>().as_ref() };
         }
+        // INVARIANT: Guaranteed by the caller.
         Self(attrs)
     }
 
@@ -206,101 +249,92 @@ pub fn parse_nested<'a, const N: usize>(
         )
     };
     to_result(ret)?;
+    // INVARIANT: `nla_parse_nested_deprecated()` succeeded, so every entry is null or an
+    // attribute it validated against `policy`.
     Ok(Attrs(tb))
 }
 
-/// A socket buffer (`struct sk_buff`) that netlink messages are read from or written to.
+/// The socket buffer of a netlink request being handled, seen read-only.
+///
+/// A handler reads where the request came from through it; it cannot append to the request.
+/// Replies are built in a [`MessageBuf`].
 ///
 /// # Invariants
 ///
-/// `self.0` is a valid `struct sk_buff` for as long as the reference lives.
+/// `self.0` is a valid `struct sk_buff` holding a received netlink message, for as long as the
+/// reference lives.
 #[repr(transparent)]
-pub struct SkBuff(Opaque<bindings::sk_buff>);
+pub struct Request(Opaque<bindings::sk_buff>);
 
-impl SkBuff {
-    /// Creates a reference to a socket buffer from a pointer C code passed in.
+impl Request {
+    /// Creates a reference to a received request's socket buffer.
     ///
     /// # Safety
     ///
-    /// `ptr` must point to a valid `struct sk_buff` that the caller may write to for `'a`, and
-    /// no other Rust reference to it may exist during `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::sk_buff) -> &'a SkBuff {
-        // SAFETY: Guaranteed by the caller; `SkBuff` is transparent over `struct sk_buff`.
-        unsafe { &*ptr.cast::<SkBuff>() }
+    /// `ptr` must point to a valid `struct sk_buff` that netlink received, valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::sk_buff) -> &'a Request {
+        // SAFETY: Guaranteed by the caller; `Request` is transparent over `struct sk_buff`.
+        // INVARIANT: Guaranteed by the caller.
+        unsafe { &*ptr.cast::<Request>() }
     }
 
     pub(crate) fn as_raw(&self) -> *mut bindings::sk_buff {
         self.0.get()
     }
 
-    /// `skb->len`.
-    pub fn length(&self) -> u32 {
-        // SAFETY: By the type invariants, `self` is a valid socket buffer.
-        unsafe { bindings::cthelper_shim_skb_len(self.as_raw()) }
-    }
-
     /// `NETLINK_CB(skb).portid`: the netlink port the message came from.
     pub fn netlink_portid(&self) -> u32 {
-        // SAFETY: By the type invariants, `self` is a valid socket buffer.
+        // SAFETY: By the type invariants, `self` is a valid socket buffer of a netlink message.
         unsafe { bindings::cthelper_shim_skb_portid(self.as_raw()) }
     }
+}
 
-    /// `nla_put()`: appends an attribute; fails with `EMSGSIZE` when it does not fit.
-    pub fn put(&self, ty: u16, data: &[u8]) -> Result {
-        let len = i32::try_from(data.len()).map_err(|_| EINVAL)?;
-        // SAFETY: `self` is a valid socket buffer and `data` is readable for `len` bytes.
-        to_result(unsafe { bindings::nla_put(self.as_raw(), ty.into(), len, data.as_ptr().cast()) })
+/// A socket buffer that netlink messages and attributes are appended to: a dump's next part, a
+/// reply, or the message conntrack is filling when it asks a helper for its private data.
+///
+/// It is written through `&mut` only, and an open [`Message`] or [`Nest`] borrows it mutably,
+/// so whatever is appended while one is open goes inside it, and they close in order.
+///
+/// # Invariants
+///
+/// `self.0` is a valid `struct sk_buff` that only the holder of the reference writes to, for as
+/// long as the reference lives.
+#[repr(transparent)]
+pub struct MessageBuf(Opaque<bindings::sk_buff>);
+
+impl MessageBuf {
+    /// Creates a reference to a socket buffer being filled.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `struct sk_buff` that the caller may write to for `'a`, and
+    /// nobody else may read or write it during `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::sk_buff) -> &'a mut MessageBuf {
+        // SAFETY: Guaranteed by the caller; `MessageBuf` is transparent over `struct sk_buff`.
+        // INVARIANT: Guaranteed by the caller.
+        unsafe { &mut *ptr.cast::<MessageBuf>() }
     }
 
-    /// `nla_put_u8()`.
-    pub fn put_u8(&self, ty: u16, value: u8) -> Result {
-        self.put(ty, &[value])
-    }
-
-    /// `nla_put_be16(skb, ty, htons(value))`.
-    pub fn put_be16(&self, ty: u16, value: u16) -> Result {
-        self.put(ty, &value.to_be_bytes())
-    }
-
-    /// `nla_put_be32(skb, ty, htonl(value))`.
-    pub fn put_be32(&self, ty: u16, value: u32) -> Result {
-        self.put(ty, &value.to_be_bytes())
-    }
-
-    /// `nla_put_string()`: the bytes of `s` up to its first NUL (or all of them), plus a NUL.
-    pub fn put_string(&self, ty: u16, s: &[u8]) -> Result {
-        let len = s.iter().position(|&c| c == 0).unwrap_or(s.len());
-        // One byte longer than the longest string this module puts (a helper or policy name).
-        let mut buf = [0u8; 32];
-        if len >= buf.len() {
-            return Err(emsgsize());
-        }
-        buf[..len].copy_from_slice(&s[..len]);
-        self.put(ty, &buf[..=len])
-    }
-
-    /// `nla_nest_start()`: opens a nest, closed by [`Nest::end`].
-    pub fn nest_start(&self, ty: u16) -> Result<Nest<'_>> {
-        // SAFETY: `self` is a valid socket buffer.
-        let start = unsafe { bindings::cthelper_shim_nla_nest_start(self.as_raw(), ty.into()) };
-        let start = NonNull::new(start).ok_or_else(emsgsize)?;
-        Ok(Nest { skb: self, start })
+    /// `skb->len`, in bytes.
+    pub fn length(&self) -> u32 {
+        // SAFETY: By the type invariants, `self` is a valid socket buffer.
+        unsafe { bindings::cthelper_shim_skb_len(self.0.get()) }
     }
 
     /// `nfnl_msg_put(skb, portid, seq, type, flags, family, NFNETLINK_V0, 0)`: starts an
-    /// nfnetlink message, finished by [`Message::end`].
+    /// nfnetlink message, finished by [`Message::end`]; `EMSGSIZE` if it does not fit.
     pub fn nfnl_msg_put(
-        &self,
+        &mut self,
         portid: u32,
         seq: u32,
         msg_type: u16,
         flags: u16,
         family: u8,
     ) -> Result<Message<'_>> {
-        // SAFETY: `self` is a valid socket buffer.
+        // SAFETY: `self` is a valid socket buffer we may write to.
         let nlh = unsafe {
             bindings::cthelper_shim_nfnl_msg_put(
-                self.as_raw(),
+                self.0.get(),
                 portid,
                 seq,
                 msg_type.into(),
@@ -311,47 +345,138 @@ impl SkBuff {
             )
         };
         let nlh = NonNull::new(nlh).ok_or_else(emsgsize)?;
+        // INVARIANT: `nfnl_msg_put()` just returned `nlh` for this buffer, which the message
+        // borrows mutably from now on.
         Ok(Message { skb: self, nlh })
     }
 }
 
+mod sealed {
+    /// Where [`super::Attributes`] appends; not reachable outside this module.
+    pub trait Sink {
+        fn skb(&mut self) -> *mut crate::bindings::sk_buff;
+    }
+}
+
+/// Appending attributes: to a [`MessageBuf`] (inside whatever its owner opened), an open
+/// [`Message`] or an open [`Nest`]. Each fails with `EMSGSIZE` when the buffer is full.
+pub trait Attributes: sealed::Sink {
+    /// `nla_put()`: appends an attribute of type `ty` with payload `data`.
+    fn put(&mut self, ty: u16, data: &[u8]) -> Result {
+        let len = i32::try_from(data.len()).map_err(|_| EINVAL)?;
+        // SAFETY: `skb()` is a valid socket buffer we may write to (invariants of the
+        // implementing types) and `data` is readable for `len` bytes.
+        to_result(unsafe { bindings::nla_put(self.skb(), ty.into(), len, data.as_ptr().cast()) })
+    }
+
+    /// `nla_put_u8()`.
+    fn put_u8(&mut self, ty: u16, value: u8) -> Result {
+        self.put(ty, &[value])
+    }
+
+    /// `nla_put_be16(skb, ty, htons(value))`.
+    fn put_be16(&mut self, ty: u16, value: u16) -> Result {
+        self.put(ty, &value.to_be_bytes())
+    }
+
+    /// `nla_put_be32(skb, ty, htonl(value))`.
+    fn put_be32(&mut self, ty: u16, value: u32) -> Result {
+        self.put(ty, &value.to_be_bytes())
+    }
+
+    /// `nla_put_string()`: the string and its NUL.
+    fn put_string(&mut self, ty: u16, s: &CStr) -> Result {
+        self.put(ty, s.as_bytes_with_nul())
+    }
+
+    /// `nla_nest_start()`: opens a nest of type `ty`, closed by [`Nest::end`].
+    fn nest_start(&mut self, ty: u16) -> Result<Nest<'_>> {
+        let skb = self.skb();
+        // SAFETY: `skb` is a valid socket buffer we may write to.
+        let start = unsafe { bindings::cthelper_shim_nla_nest_start(skb, ty.into()) };
+        let start = NonNull::new(start).ok_or_else(emsgsize)?;
+        // INVARIANT: `nla_nest_start()` just returned `start` for `skb`, which the nest borrows
+        // (through `self`) mutably from now on.
+        Ok(Nest {
+            skb,
+            start,
+            _parent: PhantomData,
+        })
+    }
+}
+
+impl sealed::Sink for MessageBuf {
+    fn skb(&mut self) -> *mut bindings::sk_buff {
+        self.0.get()
+    }
+}
+impl Attributes for MessageBuf {}
+
 /// An open nest in a socket buffer.
+///
+/// # Invariants
+///
+/// `start` was returned by `nla_nest_start()` on `skb`, a valid socket buffer that the nest's
+/// parent (a [`MessageBuf`], [`Message`] or [`Nest`]) lends it mutably for `'a`: while the nest
+/// is open, the buffer is only appended to through it.
 pub struct Nest<'a> {
-    skb: &'a SkBuff,
+    skb: *mut bindings::sk_buff,
     start: NonNull<bindings::nlattr>,
+    _parent: PhantomData<&'a mut MessageBuf>,
 }
 
 impl Nest<'_> {
     /// `nla_nest_end()`: fixes up the nest's length.
     pub fn end(self) {
-        // SAFETY: `start` was returned by `nla_nest_start()` on this socket buffer.
-        unsafe { bindings::cthelper_shim_nla_nest_end(self.skb.as_raw(), self.start.as_ptr()) };
+        // SAFETY: By the type invariants, `start` is a nest header in this buffer, and all
+        // that follows it was appended inside the nest.
+        unsafe { bindings::cthelper_shim_nla_nest_end(self.skb, self.start.as_ptr()) };
     }
 }
+
+impl sealed::Sink for Nest<'_> {
+    fn skb(&mut self) -> *mut bindings::sk_buff {
+        self.skb
+    }
+}
+impl Attributes for Nest<'_> {}
 
 /// A netlink message being written to a socket buffer.
 ///
 /// Dropping it without calling [`Message::end`] cancels it (`nlmsg_cancel()`): the socket
 /// buffer is trimmed back to where the message started.
+///
+/// # Invariants
+///
+/// `nlh` was returned by `nfnl_msg_put()` on `skb`, which the message borrows mutably: while it
+/// is open the buffer is only appended to through it.
 pub struct Message<'a> {
-    skb: &'a SkBuff,
+    skb: &'a mut MessageBuf,
     nlh: NonNull<bindings::nlmsghdr>,
 }
 
 impl Message<'_> {
     /// `nlmsg_end()`: fixes up the message's length.
     pub fn end(self) {
-        // SAFETY: `nlh` was returned by `nfnl_msg_put()` on this socket buffer.
-        unsafe { bindings::cthelper_shim_nlmsg_end(self.skb.as_raw(), self.nlh.as_ptr()) };
+        // SAFETY: By the type invariants, `nlh` is a message header in this buffer, and all
+        // that follows it belongs to the message.
+        unsafe { bindings::cthelper_shim_nlmsg_end(self.skb.0.get(), self.nlh.as_ptr()) };
         core::mem::forget(self);
     }
 }
 
+impl sealed::Sink for Message<'_> {
+    fn skb(&mut self) -> *mut bindings::sk_buff {
+        self.skb.0.get()
+    }
+}
+impl Attributes for Message<'_> {}
+
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        // SAFETY: `nlh` was returned by `nfnl_msg_put()` on this socket buffer, and nothing
-        // before it was written since.
-        unsafe { bindings::cthelper_shim_nlmsg_cancel(self.skb.as_raw(), self.nlh.as_ptr()) };
+        // SAFETY: By the type invariants, `nlh` is a message header in this buffer, and all
+        // that was written since belongs to the message.
+        unsafe { bindings::cthelper_shim_nlmsg_cancel(self.skb.0.get(), self.nlh.as_ptr()) };
     }
 }
 
@@ -360,13 +485,14 @@ impl Drop for Message<'_> {
 /// # Invariants
 ///
 /// `self.0` points to a socket buffer this object owns.
-pub struct OwnedSkBuff(NonNull<bindings::sk_buff>, PhantomData<bindings::sk_buff>);
+pub struct OwnedMessageBuf(NonNull<bindings::sk_buff>, PhantomData<bindings::sk_buff>);
 
-impl OwnedSkBuff {
-    /// `nlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL)`.
+impl OwnedMessageBuf {
+    /// `nlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL)`; `ENOMEM` if it cannot be allocated.
     pub fn new_default() -> Result<Self> {
         // SAFETY: FFI call with no preconditions.
         let skb = unsafe { bindings::cthelper_shim_nlmsg_new() };
+        // INVARIANT: A buffer `nlmsg_new()` just allocated is ours.
         Ok(Self(NonNull::new(skb).ok_or(ENOMEM)?, PhantomData))
     }
 
@@ -378,17 +504,25 @@ impl OwnedSkBuff {
     }
 }
 
-impl core::ops::Deref for OwnedSkBuff {
-    type Target = SkBuff;
+impl core::ops::Deref for OwnedMessageBuf {
+    type Target = MessageBuf;
 
-    fn deref(&self) -> &SkBuff {
-        // SAFETY: By the type invariants, `self.0` is a socket buffer we own, so no other
-        // reference to it exists.
-        unsafe { SkBuff::from_raw(self.0.as_ptr()) }
+    fn deref(&self) -> &MessageBuf {
+        // SAFETY: By the type invariants, `self.0` is a socket buffer we own, so nobody else
+        // touches it while `self` is borrowed; the reference is shared, as `self` is.
+        unsafe { &*self.0.as_ptr().cast::<MessageBuf>() }
     }
 }
 
-impl Drop for OwnedSkBuff {
+impl core::ops::DerefMut for OwnedMessageBuf {
+    fn deref_mut(&mut self) -> &mut MessageBuf {
+        // SAFETY: By the type invariants, `self.0` is a socket buffer we own, so nobody else
+        // touches it while `self` is borrowed mutably.
+        unsafe { MessageBuf::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for OwnedMessageBuf {
     fn drop(&mut self) {
         // SAFETY: By the type invariants, we own the buffer.
         unsafe { bindings::cthelper_shim_kfree_skb(self.0.as_ptr()) };

@@ -4,8 +4,14 @@
 //!
 //! This file is a module of the kernel crate (`src/cthelper.rs`) and, on its own, the library
 //! of the host-side `cargo test` (`Cargo.toml`), so it uses `core` only. The values below are
-//! UAPI or fixed by the conntrack core; `src/cthelper.rs` checks them against the kernel headers
+//! UAPI or fixed by the conntrack core; `src/nfnetlink_cthelper.rs` checks them against the kernel headers
 //! at build time.
+//!
+//! String and attribute comparisons are not here: the module calls the kernel's own
+//! `nla_strcmp()` and `strncmp()` for them (`src/netlink.rs`, `src/conntrack.rs`), so that
+//! padded and oddly terminated names are treated exactly as the C module treats them.
+
+#![forbid(unsafe_code)]
 
 /// `NF_DROP`.
 pub const NF_DROP: u32 = 0;
@@ -88,31 +94,6 @@ pub fn priv_data_len(size: u32, room: usize) -> Result<u16, Reject> {
     u16::try_from(size).map_err(|_| Reject::NoRoom)
 }
 
-/// The bytes of `s` before its first NUL (all of them if it has none).
-pub fn c_str_bytes(s: &[u8]) -> &[u8] {
-    match s.iter().position(|&c| c == 0) {
-        Some(nul) => &s[..nul],
-        None => s,
-    }
-}
-
-/// Whether `nla_strcmp(attr, s) == 0`: the attribute payload, less one trailing NUL, equals the
-/// string `s` (its bytes before the first NUL).
-pub fn nla_str_eq(payload: &[u8], s: &[u8]) -> bool {
-    let payload = match payload.split_last() {
-        Some((0, rest)) => rest,
-        _ => payload,
-    };
-    payload == c_str_bytes(s)
-}
-
-/// Whether `strncmp(a, b, n) == 0`.
-pub fn strn_eq(a: &[u8], b: &[u8], n: usize) -> bool {
-    let a = c_str_bytes(&a[..a.len().min(n)]);
-    let b = c_str_bytes(&b[..b.len().min(n)]);
-    a == b
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,23 +153,5 @@ mod tests {
         assert_eq!(priv_data_len(32, 32), Ok(32));
         assert_eq!(priv_data_len(33, 32), Err(Reject::NoRoom));
         assert_eq!(priv_data_len(u32::MAX, 32), Err(Reject::NoRoom));
-    }
-
-    #[test]
-    fn nla_strcmp_semantics() {
-        assert!(nla_str_eq(b"ftp\0", b"ftp\0\0\0"));
-        assert!(nla_str_eq(b"ftp", b"ftp\0"));
-        assert!(!nla_str_eq(b"ftp\0\0", b"ftp\0"));
-        assert!(!nla_str_eq(b"ft\0", b"ftp\0"));
-        assert!(!nla_str_eq(b"ftp\0x\0", b"ftp\0"));
-        assert!(nla_str_eq(b"\0", b"\0"));
-    }
-
-    #[test]
-    fn strncmp_semantics() {
-        assert!(strn_eq(b"ftp\0", b"ftp\0garbage", 16));
-        assert!(!strn_eq(b"ftp\0", b"ftp2\0", 16));
-        assert!(strn_eq(b"0123456789abcdefX", b"0123456789abcdefY", 16));
-        assert!(!strn_eq(b"abc", b"abd", 16));
     }
 }

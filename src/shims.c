@@ -11,6 +11,7 @@
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <net/netfilter/nf_conntrack.h>
 #include <net/netfilter/nf_conntrack_helper.h>
 
 #include "shims.h"
@@ -26,15 +27,56 @@ cthelper_shim_help_helper_rcu(const struct nf_conn_help *help)
 	return rcu_dereference(help->helper);
 }
 
-unsigned int cthelper_shim_helper_flags_read(const struct nf_conntrack_helper *helper)
+/*
+ * The helper's private data area, copied whole.  C reads and writes it with
+ * no common lock: ctnetlink (IPCTNL_MSG_CT_NEW, under its mutex) and nfqueue
+ * verdicts carrying NFQA_CT (under RCU only) write it; ctnetlink dumps and
+ * events, and the nfqueue and nflog glue that describes a queued or logged
+ * packet's conntrack, read it.  So a reader there can see half an update.
+ * Here both sides copy under the conntrack's own lock, which ctnetlink also
+ * takes on these same paths (TCP protocol state, sequence adjustment); none
+ * of them calls a helper callback with it held.
+ *
+ * A conntrack template (xt_CT's, attached to packets in the raw table) has
+ * no initialised lock (nf_ct_tmpl_alloc() does not init it), and reaches
+ * to_nlattr through the nfqueue and nflog glue (tests/40-packet-path.sh,
+ * case e): its area is copied without a lock, as C does.  from_nlattr does
+ * not see templates (ctnetlink finds no helper by a template's empty tuple);
+ * the write side treats them alike all the same.  len must be
+ * sizeof(help->data).
+ */
+bool cthelper_shim_help_data_read(const struct nf_conn *ct, u8 *data, size_t len)
 {
-	return READ_ONCE(helper->flags);
+	struct nf_conn_help *help = nfct_help(ct);
+	/* const only for the to_nlattr callback's sake, as in ctnetlink. */
+	struct nf_conn *lockct = (struct nf_conn *)ct;
+
+	if (!help || WARN_ON_ONCE(len != sizeof(help->data)))
+		return false;
+	if (nf_ct_is_template(ct)) {
+		memcpy(data, help->data, len);
+		return true;
+	}
+	spin_lock_bh(&lockct->lock);
+	memcpy(data, help->data, len);
+	spin_unlock_bh(&lockct->lock);
+	return true;
 }
 
-void cthelper_shim_helper_flags_write(struct nf_conntrack_helper *helper,
-				      unsigned int flags)
+bool cthelper_shim_help_data_write(struct nf_conn *ct, const u8 *data, size_t len)
 {
-	WRITE_ONCE(helper->flags, flags);
+	struct nf_conn_help *help = nfct_help(ct);
+
+	if (!help || WARN_ON_ONCE(len != sizeof(help->data)))
+		return false;
+	if (nf_ct_is_template(ct)) {
+		memcpy(help->data, data, len);
+		return true;
+	}
+	spin_lock_bh(&ct->lock);
+	memcpy(help->data, data, len);
+	spin_unlock_bh(&ct->lock);
+	return true;
 }
 
 bool cthelper_shim_helper_refcount_dec_if_one(struct nf_conntrack_helper *helper)

@@ -9,7 +9,14 @@
 #      listener, which accepts them, and the transfer completes;
 #   c) helper enabled, nobody on queue Q: the bypass flag lets traffic pass;
 #   d) disabled again with nfct: back to a).
-# The same cases run with our module and then with the upstream C module.
+#   e) a conntrack template: `iptables -t raw ... -j CT --helper ftp` then
+#      NFQUEUE in the raw table, before conntrack, with a listener that asks
+#      for each packet's conntrack and answers with CTA_HELP_INFO: the
+#      helper's private data of the template (whose lock conntrack never
+#      initialises) is read into NFQA_CT with no lock report, the verdicts
+#      leave it alone, and the transfer completes.
+# The same cases run with our module and then with the upstream C module,
+# which must see the same private data.
 . "$(dirname "$0")/lib.sh"
 . "$TESTS_DIR/nfnl-agent.sh"
 
@@ -115,6 +122,52 @@ run_case() {
 	fi
 }
 
+# template_case M PORT: case e).
+HELPINFO=00112233445566778899aabbccddeeff0123456789abcdeffedcba9876543210
+template_case() {
+	local m=$1 port=$2 tq=$((QUEUE + 1)) tag="[$1] e) conntrack template" info splats pkts
+	local -a raw=(ip netns exec "$SRV" iptables -t raw)
+	splats=$(dmesg | grep -cE 'non-static key|spinlock bad magic|BUG:')
+	if ! "${raw[@]}" -A PREROUTING -p tcp --dport "$port" -j CT --helper ftp ||
+		! "${raw[@]}" -A PREROUTING -p tcp --dport "$port" -j NFQUEUE --queue-num "$tq"; then
+		t_fail "$tag: raw table rules"
+		return
+	fi
+	agent bind "$tq" conntrack "helpinfo=ftp:$HELPINFO"
+	t_eq "$tag: listener bound with NFQA_CFG_F_CONNTRACK" ok "$AREPLY"
+	agent stats
+	if transfer "$port"; then
+		t_pass "$tag: payload transferred intact"
+	else
+		t_fail "$tag: payload transferred intact"
+	fi
+	agent stats
+	pkts=$(sed -n 's/^packets=\([0-9]*\) .*/\1/p' <<< "$AREPLY")
+	if [ "${pkts:-0}" -gt 1 ]; then
+		t_pass "$tag: the flow's packets were queued with the template ($pkts)"
+	else
+		t_fail "$tag: the flow's packets were queued with the template ($AREPLY)"
+	fi
+	# Every packet carries the template, and NFQA_CT shows its private data
+	# (data_len bytes): zeros, as conntrack allocated it.  The verdicts'
+	# CTA_HELP_INFO does not reach a template: ctnetlink looks the helper up
+	# by the conntrack's tuple, which a template does not have, and ignores
+	# the attribute (-EOPNOTSUPP, the packet is still accepted).
+	agent helpinfo
+	info=$AREPLY
+	if [[ $info =~ ^(00)+$ ]]; then
+		t_pass "$tag: NFQA_CT carries the template's private data, zeros (${#info} hex digits)"
+	else
+		t_fail "$tag: NFQA_CT carries the template's private data, zeros ($info)"
+	fi
+	TEMPLATE_INFO[$m]=$info
+	t_eq "$tag: no lock or BUG report in the kernel log" "$splats" \
+		"$(dmesg | grep -cE 'non-static key|spinlock bad magic|BUG:')"
+	agent unbind "$tq"
+	"${raw[@]}" -F PREROUTING
+}
+declare -A TEMPLATE_INFO
+
 run_module() {
 	local m=$1 p=$2
 
@@ -144,6 +197,7 @@ run_module() {
 
 	t_ok "[$m] nfct helper disable ftp inet tcp" nfct helper disable ftp inet tcp
 	run_case "[$m] d) disabled again" $((p + 4)) "$QUEUE" quiet
+	template_case "$m" $((p + 205))
 
 	ip netns exec "$SRV" nft delete table ip cthelper_test
 	ip netns exec "$SRV" conntrack -F 2> /dev/null
@@ -167,6 +221,8 @@ else
 	t_pass "namespaces, veth and NFQUEUE agent"
 	run_module rust 2100
 	run_module c 2110
+	t_eq "e) the template's private data is the same with both modules" \
+		"${TEMPLATE_INFO[c]:-none}" "${TEMPLATE_INFO[rust]:-none}"
 fi
 echo "elapsed $((SECONDS - start)) s" | t_diag
 t_done

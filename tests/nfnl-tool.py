@@ -12,14 +12,20 @@ once instead of once per step.  It says "ready" first.
       and cannot choose the queue.  nfct never sets NLM_F_EXCL either, so
       "excl" is the only way to reach the "already exists" answer.
       Replies "ok" or "err ERRNO_NAME".
-  bind Q / unbind Q
+  bind Q [conntrack] [helpinfo=NAME:HEX] / unbind Q
       Binds or releases NFQUEUE Q in the agent's network namespace, copying
       whole packets.  Every queued packet is counted and accepted at once.
+      "conntrack" asks for each packet's conntrack (NFQA_CFG_F_CONNTRACK);
+      "helpinfo" makes every verdict carry NFQA_CT { CTA_HELP { CTA_HELP_NAME
+      NAME, CTA_HELP_INFO bytes } }, as conntrackd's helpers answer.
       Replies "ok" or "err ERRNO_NAME".
   stats
       "packets=N marker=yes|no" since the previous stats: how many packets
       were queued to us, and whether a TCP payload held the marker given as
       the first command-line argument.
+  helpinfo
+      The CTA_HELP_INFO of the last queued packet's conntrack in hex, or
+      "none".
   quit
 """
 
@@ -47,10 +53,12 @@ NFCTH_NAME, NFCTH_TUPLE, NFCTH_QUEUE_NUM, NFCTH_STATUS = 1, 2, 3, 6
 NFCTH_TUPLE_L3PROTONUM, NFCTH_TUPLE_L4PROTONUM = 1, 2
 
 NFQNL_MSG_PACKET, NFQNL_MSG_VERDICT, NFQNL_MSG_CONFIG = 0, 1, 2
-NFQA_CFG_CMD, NFQA_CFG_PARAMS = 1, 2
+NFQA_CFG_CMD, NFQA_CFG_PARAMS, NFQA_CFG_MASK, NFQA_CFG_FLAGS = 1, 2, 4, 5
+NFQA_CFG_F_CONNTRACK = 1 << 1
 NFQNL_CFG_CMD_BIND, NFQNL_CFG_CMD_UNBIND = 1, 2
 NFQNL_COPY_PACKET = 2
-NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_PAYLOAD = 1, 2, 10
+NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_PAYLOAD, NFQA_CT = 1, 2, 10, 11
+CTA_HELP, CTA_HELP_NAME, CTA_HELP_INFO = 5, 1, 2
 NF_ACCEPT = 1
 
 L3 = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
@@ -107,6 +115,8 @@ class Agent:
         self.seq = int(time.time()) & 0xFFFFFF
         self.packets = 0
         self.seen = False
+        self.verdict_ct = b""
+        self.last_helpinfo = None
         self.q = self.sock()
         self.q.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
 
@@ -150,7 +160,12 @@ class Agent:
         self.packets += 1
         if self.marker and self.marker in tcp_payload(attrs.get(NFQA_PAYLOAD, b"")):
             self.seen = True
+        if NFQA_CT in attrs:
+            help_ = parse_attrs(parse_attrs(attrs[NFQA_CT]).get(CTA_HELP, b""))
+            self.last_helpinfo = help_.get(CTA_HELP_INFO)
         v = nla(NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, pkt_id))
+        if self.verdict_ct:
+            v += nla(NFQA_CT | NLA_F_NESTED, self.verdict_ct)
         self.q.send(nlmsg((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_VERDICT,
                           NLM_F_REQUEST, self.next_seq(), res_id, v))
 
@@ -160,13 +175,30 @@ class Agent:
                           NLM_F_REQUEST | NLM_F_ACK, seq, queue, attrs))
         return self.pump(seq, 10.0)
 
-    def cmd_bind(self, queue):
+    def cmd_bind(self, queue, *opts):
+        self.verdict_ct = b""
+        flags = 0
+        for o in opts:
+            key, _, val = o.partition("=")
+            if key == "conntrack":
+                flags |= NFQA_CFG_F_CONNTRACK
+            elif key == "helpinfo":
+                name, _, info = val.partition(":")
+                self.verdict_ct = nla(CTA_HELP | NLA_F_NESTED,
+                                      nla(CTA_HELP_NAME, name.encode() + b"\0") +
+                                      nla(CTA_HELP_INFO, bytes.fromhex(info)))
+            else:
+                raise ValueError(o)
         err = self.queue_config(int(queue), nla(NFQA_CFG_CMD, struct.pack(
             "!BBH", NFQNL_CFG_CMD_BIND, 0, 0)))
         if err:
             return err
-        return self.queue_config(int(queue), nla(NFQA_CFG_PARAMS, struct.pack(
+        err = self.queue_config(int(queue), nla(NFQA_CFG_PARAMS, struct.pack(
             "!IB", 0xFFFF, NFQNL_COPY_PACKET)))
+        if err or not flags:
+            return err
+        return self.queue_config(int(queue), nla(NFQA_CFG_MASK, struct.pack("!I", flags)) +
+                                 nla(NFQA_CFG_FLAGS, struct.pack("!I", flags)))
 
     def cmd_unbind(self, queue):
         return self.queue_config(int(queue), nla(NFQA_CFG_CMD, struct.pack(
@@ -204,6 +236,11 @@ class Agent:
         out = "packets=%d marker=%s" % (self.packets, "yes" if self.seen else "no")
         self.packets, self.seen = 0, False
         return out
+
+    def cmd_helpinfo(self):
+        self.pump(timeout=0.2)
+        info, self.last_helpinfo = self.last_helpinfo, None
+        return "none" if info is None else info.hex()
 
     def run(self):
         reply("ready")
