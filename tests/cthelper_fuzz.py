@@ -23,6 +23,14 @@ before the sentinel's ack answers the fuzzed request, whether or not it
 asked for an ack.  The same seed gives the same byte sequence, so a
 mismatch is reproducible with --seed and --count.
 
+Names are often sent as clients with fixed-size buffers send them:
+NUL-padded to several lengths (across the 16/17-byte limit), with a NUL
+and more bytes inside, or unterminated (variant()), for helper names,
+class names and GET/DEL filters.  Most NEWs are random; "NEW-plausible"
+ones are well-formed but for their names and keep to a few helpers, so
+that they create helpers and then update their policies, where the class
+names are compared.
+
 Standard library only; reuses the builders of cthelper_nl.py.
 """
 
@@ -55,6 +63,17 @@ RCV = 1 << 16
 # ---------------------------------------------------------------- generator
 
 NAMES = ["h%d" % i for i in range(8)] + ["ftp", "sip-user", "x" * 15]
+# The expectation class names; class i is most often named CLASS_NAMES[i % 3],
+# so that a NEW that meets an existing helper often updates its policies.
+CLASS_NAMES = [b"pol", b"p2", b"ftp"]
+# plausible_new() works on a few helpers, each mostly with the same class
+# count and private data length, so that its NEWs create helpers and then
+# reach, as updates, the comparison of every class name.
+PLAUSIBLE = [(b"h0", 1, 0), (b"h1", 2, 8), (b"h2", 3, 0), (b"h3", 4, 16), (b"x" * 15, 1, 0)]
+# variant() pads to these lengths (a negative one: that many NULs); the
+# payload limit is 16 bytes with one trailing NUL, 17 is one too many.
+PAD_LENGTHS = (-2, -2, -3, -5, 8, 15, 16, 16, 17, 17, 20, 32)
+PAD_LENGTHS_OK = (-2, -2, -3, -5, 8, 15, 16)
 
 
 class Gen:
@@ -77,9 +96,13 @@ class Gen:
         return bytes(self.r.getrandbits(8) for _ in range(self.r.choice((0, 1, 2, 3, 5, 8))))
 
     def name(self):
+        """A helper name: mostly one of NAMES, often as a client with a
+        fixed-size buffer sends it (variant()), sometimes something odd."""
         r = self.r.random()
-        if r < 0.8:
+        if r < 0.55:
             return self.r.choice(NAMES).encode() + b"\0"
+        if r < 0.8:
+            return self.variant(self.r.choice(NAMES).encode())
         k = self.r.randrange(8)
         if k == 0:
             return b""
@@ -96,6 +119,32 @@ class Gen:
         if k == 6:
             return b"x" * 15 + b"\0\0\0"           # padding NULs
         return bytes(self.r.getrandbits(8) for _ in range(self.r.randrange(1, 20)))
+
+    def variant(self, base):
+        """base (bytes, no NUL) as it may come from a fixed-size buffer:
+        NUL-padded to several lengths, around the 16/17-byte limit of
+        NLA_NUL_STRING with .len 15 too; with a NUL and more bytes inside;
+        or unterminated.  Upstream matches helper names with strncmp() and
+        class names with nla_strcmp(), which drops every trailing NUL."""
+        k = self.r.random()
+        if k < 0.7:
+            n = self.r.choice(PAD_LENGTHS)
+            if n < 0:
+                n = len(base) - n        # that many NULs
+            return base.ljust(max(n, len(base) + 1), b"\0")
+        if k < 0.85:
+            tail = self.r.choice((b"x", b"zz", base, b"\0", b"junk"))
+            return base + b"\0" + tail + self.r.choice((b"", b"\0", b"\0\0", b"\0" * 8))
+        if self.chance(0.7):
+            return base                          # no NUL at all
+        return base.ljust(16, b"x")              # 16 bytes, no NUL
+
+    def padded_ok(self, base):
+        """base NUL-padded to a length the policy accepts (at most 16)."""
+        n = self.r.choice(PAD_LENGTHS_OK)
+        if n < 0:
+            n = len(base) - n
+        return base.ljust(min(max(n, len(base) + 1), 16), b"\0")
 
     def maybe_flags(self, atype, nested):
         """Attribute type with the nesting / byte-order flags, mostly right."""
@@ -130,11 +179,19 @@ class Gen:
         self.r.shuffle(parts) if self.chance(0.2) else None
         return self.attr(NFCTH_TUPLE, b"".join(parts), nested=True)
 
-    def policy_class(self):
+    def class_name(self, idx):
+        r = self.r.random()
+        if r < 0.15:
+            return self.name()
+        base = (CLASS_NAMES[idx % 3] if self.chance(0.6) else self.r.choice(CLASS_NAMES))
+        if r < 0.55:
+            return base + b"\0"
+        return self.variant(base)
+
+    def policy_class(self, idx):
         parts = []
         if self.chance(0.92):
-            parts.append(self.attr(NFCTH_POLICY_NAME, self.name() if self.chance(0.3)
-                                   else self.r.choice((b"pol\0", b"p2\0", b"ftp\0"))))
+            parts.append(self.attr(NFCTH_POLICY_NAME, self.class_name(idx)))
         if self.chance(0.92):
             parts.append(self.attr(NFCTH_POLICY_EXPECT_MAX, self.u32((0, 1, 2, 8, 255, 256, 1000))))
         if self.chance(0.92):
@@ -153,10 +210,53 @@ class Gen:
             parts.append(self.attr(NFCTH_POLICY_SET_NUM, self.u32((num,))))
         for i in range(n):
             idx = i if self.chance(0.95) else self.r.randrange(0, 8)
-            parts.append(self.attr(NFCTH_POLICY_SET + idx, self.policy_class(), nested=True))
+            parts.append(self.attr(NFCTH_POLICY_SET + idx, self.policy_class(i), nested=True))
         if self.chance(0.03):
             parts.append(self.attr(self.r.randrange(7, 20), b"\0" * 4, nested=True))
         return self.attr(NFCTH_POLICY, b"".join(parts), nested=True)
+
+    def plausible_new(self):
+        """The attributes of a well-formed NEW but for its names, which are
+        plain or variant()s: it mostly creates one of the PLAUSIBLE
+        helpers or updates it, policies included."""
+        base, n, priv = self.r.choice(PLAUSIBLE)
+        if self.chance(0.05):
+            n = self.r.randrange(1, 5)
+        r = self.r.random()
+        name = (base + b"\0" if r < 0.6 else self.padded_ok(base) if r < 0.85
+                else self.variant(base))
+        l3, l4 = self.r.choice(((AF_INET, IPPROTO_TCP),) * 5 + ((AF_INET6, IPPROTO_TCP),
+                                                                  (AF_INET, IPPROTO_UDP)))
+        a = [nla(NFCTH_NAME, name),
+             nla(NFCTH_TUPLE | NLA_F_NESTED, nla(NFCTH_TUPLE_L3PROTONUM, struct.pack(">H", l3))
+                 + nla(NFCTH_TUPLE_L4PROTONUM, bytes([l4])))]
+        if self.chance(0.3):
+            a.append(nla(NFCTH_QUEUE_NUM, struct.pack(">I", self.r.choice((0, 1, 7)))))
+        if self.chance(0.92):
+            cls = [nla(NFCTH_POLICY_SET_NUM, struct.pack(">I", n))]
+            for i in range(n):
+                r = self.r.random()
+                if r < 0.35:
+                    cname = CLASS_NAMES[i % 3] + b"\0"
+                elif r < 0.85:
+                    cname = self.padded_ok(CLASS_NAMES[i % 3])
+                elif r < 0.95:
+                    cname = self.variant(CLASS_NAMES[i % 3])
+                else:
+                    cname = self.class_name(i)
+                mx = self.r.choice((0, 1, 2, 8, 255)) if self.chance(0.95) else 256
+                to = self.r.choice((1, 30, 300, 0xffffffff))
+                cls.append(nla((NFCTH_POLICY_SET + i) | NLA_F_NESTED,
+                               nla(NFCTH_POLICY_NAME, cname)
+                               + nla(NFCTH_POLICY_EXPECT_MAX, struct.pack(">I", mx))
+                               + nla(NFCTH_POLICY_EXPECT_TIMEOUT, struct.pack(">I", to))))
+            a.append(nla(NFCTH_POLICY | NLA_F_NESTED, b"".join(cls)))
+        if self.chance(0.85):
+            p = priv if self.chance(0.9) else self.r.choice((0, 8, 16, 32))
+            a.append(nla(NFCTH_PRIV_DATA_LEN, struct.pack(">I", p)))
+        if self.chance(0.3):
+            a.append(nla(NFCTH_STATUS, struct.pack(">I", self.r.choice((0, 1)))))
+        return b"".join(a)
 
     def new_attrs(self):
         a = []
@@ -174,9 +274,9 @@ class Gen:
             a.append(self.attr(NFCTH_STATUS, self.u32((0, 1, 1, 2))))
         return self.extras(a)
 
-    def sel_attrs(self):
+    def sel_attrs(self, p_name=0.6):
         a = []
-        if self.chance(0.6):
+        if self.chance(p_name):
             a.append(self.attr(NFCTH_NAME, self.name()))
         if self.chance(0.4):
             a.append(self.tuple_())
@@ -210,7 +310,11 @@ class Gen:
             fam = self.r.choice((AF_INET, AF_INET6, 255))
         ver = 0 if self.chance(0.95) else self.r.choice((1, 255))
         res = 0 if self.chance(0.95) else self.r.getrandbits(16)
-        if r < 0.42:
+        if r < 0.18:
+            kind, mt = "NEW-plausible", NFNL_MSG_CTHELPER_NEW
+            flags = self.r.choice((REQ | NLM_F_CREATE,) * 6 + (REQ, REQ | NLM_F_CREATE | NLM_F_EXCL))
+            attrs = self.plausible_new()
+        elif r < 0.42:
             kind, mt = "NEW", NFNL_MSG_CTHELPER_NEW
             flags = self.flags(self.r.choice((REQ | NLM_F_CREATE, REQ | NLM_F_CREATE,
                                               REQ, REQ | NLM_F_CREATE | NLM_F_EXCL)))
@@ -227,7 +331,9 @@ class Gen:
         elif r < 0.82:
             kind, mt = "DEL", NFNL_MSG_CTHELPER_DEL
             flags = self.flags(REQ)
-            attrs = self.sel_attrs()
+            # mostly by name: a flush every few messages would leave
+            # NEW-plausible little to update
+            attrs = self.sel_attrs(0.85)
         elif r < 0.86:
             kind = "UNKNOWN"
             mt = self.r.choice((3, 4, 0xff))
@@ -389,6 +495,29 @@ def expects_dump(data):
     return False
 
 
+def padded_class_name(data):
+    """Whether a NEW in the datagram names a class with two or more
+    trailing NULs, where nla_strcmp() differs from a compare that drops
+    only one."""
+    off = 0
+    while off + 20 <= len(data):
+        mlen, mtype, _, _, _ = NLMSG_HDR.unpack_from(data, off)
+        if mlen < 20 or off + mlen > len(data):
+            break
+        if mtype == msg_type(NFNL_MSG_CTHELPER_NEW):
+            for t, _, pol in parse_attrs(data[off + 20:off + mlen]):
+                if t != NFCTH_POLICY:
+                    continue
+                for ct, _, cls in parse_attrs(pol):
+                    if ct < NFCTH_POLICY_SET:
+                        continue
+                    for nt, _, name in parse_attrs(cls):
+                        if nt == NFCTH_POLICY_NAME and name.endswith(b"\0\0"):
+                            return True
+        off += align4(mlen)
+    return False
+
+
 def summarise(events):
     """(status events in order, sorted helper replies)."""
     st = tuple(e for e in events if e[0] != "H")
@@ -414,6 +543,7 @@ def run(path, seed, count):
     bad = 0
     kinds = {}
     errs = {}
+    padded = {}
     seq = 1
     i = 0
     # start empty
@@ -475,6 +605,8 @@ def run(path, seed, count):
             c = Conn()
         k = errno_of(st)
         errs[k] = errs.get(k, 0) + 1
+        if padded_class_name(data):
+            padded[k] = padded.get(k, 0) + 1
         rec.append((i, kind, data.hex(), marshal.dumps((st, hs)), b""))
         i += 1
     # leave the table empty
@@ -491,6 +623,8 @@ def run(path, seed, count):
     print("# seed %d, %d messages sent" % (seed, count))
     print("# by kind: " + " ".join("%s=%d" % kv for kv in sorted(kinds.items())))
     print("# outcomes: " + " ".join("%s=%d" % kv for kv in sorted(errs.items())))
+    print("# NEWs with a class name ending in 2+ NULs: %d, answered %s" % (
+        sum(padded.values()), " ".join("%s=%d" % kv for kv in sorted(padded.items()))))
     print(("ok " if bad == 0 else "not ok ") +
           "every reply of %d messages is well-formed (%d bad)" % (count, bad))
     print(("ok " if flush == (("E", 0),) and left == 0 else "not ok ") +

@@ -35,13 +35,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cthelper_nl import (  # noqa: E402
     AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, NFCTH_NAME, NFCTH_POLICY,
-    NFCTH_PRIV_DATA_LEN, NFCTH_QUEUE_NUM, NFCTH_STATUS,
-    NFCTH_TUPLE, NFCTH_TUPLE_L3PROTONUM, NFCTH_TUPLE_L4PROTONUM, NLM_F_ACK,
-    NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_MULTI, NLM_F_REQUEST,
-    NLM_F_ROOT, NLMSG_DONE, NFNL_MSG_CTHELPER_NEW, NlSocket, build_msg,
-    errname, filter_attrs, helper_attrs, msg_type, nest, nla, nla_be16,
-    nla_be32, nla_str, nla_u8, policy_attr, policy_class, run_as_nobody,
-    run_in_userns, tuple_attr)
+    NFCTH_POLICY_EXPECT_MAX, NFCTH_POLICY_EXPECT_TIMEOUT, NFCTH_POLICY_NAME,
+    NFCTH_POLICY_SET, NFCTH_POLICY_SET_NUM, NFCTH_PRIV_DATA_LEN,
+    NFCTH_QUEUE_NUM, NFCTH_STATUS, NFCTH_TUPLE, NFCTH_TUPLE_L3PROTONUM,
+    NFCTH_TUPLE_L4PROTONUM, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_MULTI, NLM_F_REQUEST, NLM_F_ROOT, NLMSG_DONE, NFNL_MSG_CTHELPER_NEW,
+    NlSocket, attr_map, build_msg, errname, filter_attrs, helper_attrs,
+    msg_type, nest, nla, nla_be16, nla_be32, nla_str, nla_u8, policy_attr,
+    policy_class, run_as_nobody, run_in_userns, tuple_attr)
 
 NFT_TABLE = "nfnl_cthelper_test"
 REQ = NLM_F_REQUEST | NLM_F_ACK
@@ -795,6 +796,277 @@ def _(ck, env):
         ck.eq("table", ["", "ab", "fr1", "fr2", "fr3", "fr4"], names(s.helpers()))
         ck.err("DEL the empty name", 0, s.delete(nla_str(NFCTH_NAME, ""), label="del empty name"))
         ck.eq("table without it", ["ab", "fr1", "fr2", "fr3", "fr4"], names(s.helpers()))
+    cleanup(ck, env)
+
+
+# ---------------------------------------------------------------- padded names
+# Clients that send names from fixed-size NUL-padded buffers.  Upstream:
+#   - NFCTH_NAME and NFCTH_POLICY_NAME are NLA_NUL_STRING with .len 15
+#     (validate_nla() in lib/nlattr.c): a NUL must be among the first
+#     min(length, 16) bytes, else -EINVAL; one trailing NUL is dropped and
+#     what is left must be at most 15 bytes, else -ERANGE;
+#   - a helper is found by strncmp(name, payload, 16): the payload counts up
+#     to its first NUL (NEW, GET and DEL);
+#   - a class is matched on update by nla_strcmp(payload, class name),
+#     which drops *all* trailing NULs of the payload and compares the rest,
+#     NULs inside included, with the whole stored name: -EBUSY if unequal;
+#   - create copies names with nla_strscpy() (one trailing NUL dropped) and
+#     folds every class parse error into -EINVAL, update passes them on.
+# Every request is followed by the table it leaves behind.
+
+
+def _be(b):
+    return int.from_bytes(b, "big")
+
+
+def wire_name(b):
+    """A name as a reply carries it: the string when the attribute is what
+    nla_put_string() writes (the characters and one NUL), else the raw
+    payload, so that a stray pad byte in a reply shows."""
+    s = b.split(b"\0", 1)[0]
+    return s.decode("latin-1") if b == s + b"\0" else b
+
+
+def table(s, label):
+    """The dumped table as sorted rows (name, l3, l4, queue, status, priv,
+    ((class, max, timeout), ...)), names as on the wire."""
+    res = s.dump(label=label)
+    if res.errno is not None:
+        return "dump failed: " + errname(res.errno)
+    rows = []
+    for m in res.msgs:
+        a = attr_map(m.payload[4:])
+        t = attr_map(a[NFCTH_TUPLE])
+        p = attr_map(a[NFCTH_POLICY])
+        pols = []
+        for i in range(_be(p[NFCTH_POLICY_SET_NUM])):
+            c = attr_map(p[NFCTH_POLICY_SET + i])
+            pols.append((wire_name(c[NFCTH_POLICY_NAME]), _be(c[NFCTH_POLICY_EXPECT_MAX]),
+                         _be(c[NFCTH_POLICY_EXPECT_TIMEOUT])))
+        rows.append((wire_name(a[NFCTH_NAME]), _be(t[NFCTH_TUPLE_L3PROTONUM]),
+                     t[NFCTH_TUPLE_L4PROTONUM][0], _be(a[NFCTH_QUEUE_NUM]), _be(a[NFCTH_STATUS]),
+                     _be(a[NFCTH_PRIV_DATA_LEN]), tuple(pols)))
+    return sorted(rows, key=repr)
+
+
+def row(name, pols=(("pol", 1, 30),), queue=0, l3=AF_INET, l4=IPPROTO_TCP, status=0, priv=0):
+    return (name, l3, l4, queue, status, priv, tuple(pols))
+
+
+def rows(*rs):
+    return sorted(rs, key=repr)
+
+
+def padded(s, n):
+    """s (bytes) followed by NULs up to n bytes in all."""
+    return s.ljust(n, b"\0")
+
+
+@case("padded class names")
+def _(ck, env):
+    def update(label, classes):
+        return s.new(nla_str(NFCTH_NAME, "pad") + tuple_attr() + policy_attr(classes),
+                     label=label)
+
+    with env.sock() as s:
+        ck.err("create pad inet/tcp, priv 0, class pol max 1 timeout 10", 0,
+               s.new(helper_attrs("pad", policies=[("pol", 1, 10)], priv=0), label="create pad"))
+        want = rows(row("pad", [("pol", 1, 10)]))
+        ck.eq("table after create", want, table(s, "dump created"))
+        # The report: the same NEW without NLM_F_EXCL, the class name sent
+        # from a NUL-padded buffer.
+        ck.err("update class pol\\0\\0 (5 bytes) max 3 timeout 50", 0,
+               update("class pol+2 NULs", [(b"pol\0\0", 3, 50)]))
+        want = rows(row("pad", [("pol", 3, 50)]))
+        ck.eq("dump shows pol/3/50", want, table(s, "dump pol+2 NULs"))
+        h, _ = get_one(s, "pad")
+        ck.eq("GET shows pol/3/50", [("pol", 3, 50)], h and h["policies"])
+        for n, mx, to in ((8, 4, 60), (16, 5, 70)):
+            ck.err("update class pol padded to %d bytes" % n, 0,
+                   update("class pol padded to %d" % n, [(padded(b"pol", n), mx, to)]))
+            want = rows(row("pad", [("pol", mx, to)]))
+            ck.eq("table shows pol/%d/%d" % (mx, to), want, table(s, "dump padded to %d" % n))
+        # The name matches, so the next check decides.
+        ck.err("update class pol\\0\\0\\0 with max 256", errno.EINVAL,
+               update("class pol+3 NULs max 256", [(b"pol\0\0\0", 256, 1)]))
+        ck.eq("table unchanged", want, table(s, "dump after max 256"))
+        for desc, name, e in (
+                ("pol + 14 NULs (17 bytes)", padded(b"pol", 17), errno.ERANGE),
+                ("pol\\0x\\0 (NUL inside)", b"pol\0x\0", errno.EBUSY),
+                ("pol\\0x (NUL inside, none trailing)", b"pol\0x", errno.EBUSY),
+                ("pol\\0pol\\0", b"pol\0pol\0", errno.EBUSY),
+                ("\\0 (the empty name)", b"\0", errno.EBUSY),
+                ("16 NULs", b"\0" * 16, errno.EBUSY),
+                ("po\\0\\0 (a prefix, padded)", b"po\0\0", errno.EBUSY),
+                ("polx\\0\\0\\0", b"polx\0\0\0", errno.EBUSY),
+                ("pol without NUL", b"pol", errno.EINVAL),
+                ("pol + 13 x (16 bytes, no NUL)", b"pol" + b"x" * 13, errno.EINVAL),
+                ("empty payload", b"", errno.EINVAL)):
+            ck.err("update class " + desc, e, update("class " + desc, [(name, 9, 99)]))
+            ck.eq("table unchanged after class " + desc, want, table(s, "dump after " + desc))
+        ck.err("update class pol (one NUL)", 0, update("class pol", [("pol", 1, 10)]))
+        ck.eq("table shows pol/1/10", rows(row("pad", [("pol", 1, 10)])),
+              table(s, "dump pol again"))
+    cleanup(ck, env)
+
+
+@case("padded class names on create")
+def _(ck, env):
+    def update(name, label, classes):
+        return s.new(nla_str(NFCTH_NAME, name) + tuple_attr() + policy_attr(classes),
+                     label=label)
+
+    with env.sock() as s:
+        ck.err("create two: classes a + 7 NULs and b + 15 NULs", 0,
+               s.new(helper_attrs("two", policies=[(padded(b"a", 8), 1, 10),
+                                                   (padded(b"b", 16), 2, 20)]),
+                     label="create two padded"))
+        two = row("two", [("a", 1, 10), ("b", 2, 20)])
+        ck.eq("the classes are a and b", rows(two), table(s, "dump two"))
+        # Create folds any parse error of a class into -EINVAL.
+        ck.err("create with class c + 16 NULs (17 bytes)", errno.EINVAL,
+               s.new(helper_attrs("bad", policies=[(padded(b"c", 17), 1, 1)]),
+                     label="create class 17 bytes"))
+        ck.err("create with class c without NUL", errno.EINVAL,
+               s.new(helper_attrs("bad", policies=[(b"c", 1, 1)]), label="create class no NUL"))
+        ck.eq("nothing created", rows(two), table(s, "dump after bad creates"))
+        ck.err("create emb: class c\\0zz\\0", 0,
+               s.new(helper_attrs("emb", policies=[(b"c\0zz\0", 3, 30)]), label="create emb"))
+        emb = row("emb", [("c", 3, 30)])
+        ck.eq("the class is c", rows(two, emb), table(s, "dump emb"))
+        # nla_strcmp() compares with strlen() of the stored name, "c".
+        ck.err("update emb with c\\0zz\\0, the bytes it was created with", errno.EBUSY,
+               update("emb", "update emb c NUL zz", [(b"c\0zz\0", 4, 40)]))
+        ck.eq("emb unchanged", rows(two, emb), table(s, "dump emb unchanged"))
+        ck.err("update emb with c\\0\\0\\0", 0,
+               update("emb", "update emb c+3 NULs", [(b"c\0\0\0", 5, 50)]))
+        emb = row("emb", [("c", 5, 50)])
+        ck.eq("emb is c/5/50", rows(two, emb), table(s, "dump emb updated"))
+        # No half update: class a would match, class b does not.
+        for desc, cls, e in (
+                ("a\\0\\0 and b\\0x\\0", [(b"a\0\0", 7, 70), (b"b\0x\0", 8, 80)], errno.EBUSY),
+                ("a + 15 NULs and b + 16 NULs (17 bytes)",
+                 [(padded(b"a", 16), 7, 70), (padded(b"b", 17), 8, 80)], errno.ERANGE),
+                ("a\\0 and b without NUL", [(b"a\0", 7, 70), (b"b", 8, 80)], errno.EINVAL),
+                ("a\\0\\0 and \\0\\0", [(b"a\0\0", 7, 70), (b"\0\0", 8, 80)], errno.EBUSY)):
+            ck.err("update two: " + desc, e, update("two", "update two " + desc, cls))
+            ck.eq("neither class changed after " + desc, rows(two, emb),
+                  table(s, "dump after two " + desc))
+        ck.err("update two: a + 3 NULs and b + 15 NULs", 0,
+               update("two", "update two padded", [(padded(b"a", 4), 7, 70),
+                                                   (padded(b"b", 16), 8, 80)]))
+        two = row("two", [("a", 7, 70), ("b", 8, 80)])
+        ck.eq("both classes updated", rows(two, emb), table(s, "dump two updated"))
+        ck.err("create empty: one class with the empty name", 0,
+               s.new(helper_attrs("empty", policies=[(b"\0", 1, 1)]), label="create empty class"))
+        empty = row("empty", [("", 1, 1)])
+        ck.err("update empty: 16 NULs match the empty class name", 0,
+               update("empty", "update empty 16 NULs", [(b"\0" * 16, 2, 2)]))
+        empty = row("empty", [("", 2, 2)])
+        ck.eq("empty's class is /2/2", rows(two, emb, empty), table(s, "dump empty updated"))
+        ck.err("update empty: empty payload", errno.EINVAL,
+               update("empty", "update empty no payload", [(b"", 3, 3)]))
+        ck.err("update empty: p\\0", errno.EBUSY,
+               update("empty", "update empty p", [("p", 3, 3)]))
+        ck.eq("empty unchanged", rows(two, emb, empty), table(s, "dump empty unchanged"))
+    cleanup(ck, env)
+
+
+@case("padded helper names")
+def _(ck, env):
+    def new_queue(label, name, q, flags=NEW_FLAGS):
+        return s.new(nla_str(NFCTH_NAME, name) + tuple_attr() + nla_be32(NFCTH_QUEUE_NUM, q),
+                     flags=flags, label=label)
+
+    with env.sock() as s:
+        ck.err("create pad inet/tcp, queue 1", 0, s.new(helper_attrs("pad", queue=1)))
+        for q, name, desc in ((2, b"pad\0\0", "pad\\0\\0 (5 bytes)"),
+                              (3, padded(b"pad", 8), "pad padded to 8 bytes"),
+                              (4, padded(b"pad", 16), "pad padded to 16 bytes"),
+                              (5, b"pad\0zz\0", "pad\\0zz\\0 (strncmp stops at the NUL)"),
+                              (6, b"pad\0z", "pad\\0z (NUL inside, none trailing)")):
+            ck.err("NEW %s, queue %d" % (desc, q), 0, new_queue("NEW " + desc, name, q))
+            want = rows(row("pad", queue=q))
+            ck.eq("%s updated pad: queue %d, no new helper" % (desc, q), want,
+                  table(s, "dump after NEW " + desc))
+        for desc, name, e in (("pad + 14 NULs (17 bytes)", padded(b"pad", 17), errno.ERANGE),
+                              ("pad without NUL", b"pad", errno.EINVAL),
+                              ("pad + 13 x (16 bytes, no NUL)", b"pad" + b"x" * 13, errno.EINVAL),
+                              ("an empty payload", b"", errno.EINVAL)):
+            ck.err("NEW " + desc, e, new_queue("NEW " + desc, name, 9))
+            ck.eq("table unchanged after NEW " + desc, want, table(s, "dump after NEW " + desc))
+        ck.err("NLM_F_EXCL with pad padded to 8 bytes", errno.EEXIST,
+               new_queue("NEW excl pad padded", padded(b"pad", 8), 9, NEW_FLAGS | NLM_F_EXCL))
+        ck.eq("table unchanged after EEXIST", want, table(s, "dump after EEXIST"))
+        ck.err("create pad\\0\\0 inet/udp with NLM_F_EXCL", 0,
+               s.new(helper_attrs(b"pad\0\0", l4=IPPROTO_UDP), flags=NEW_FLAGS | NLM_F_EXCL,
+                     label="create pad udp padded"))
+        ck.err("create new + 5 NULs, queue 7", 0,
+               s.new(helper_attrs(padded(b"new", 8), queue=7), label="create new padded"))
+        ck.err("create emb\\0zz\\0", 0, s.new(helper_attrs(b"emb\0zz\0"), label="create emb"))
+        want = rows(row("pad", queue=6), row("pad", l4=IPPROTO_UDP), row("new", queue=7),
+                    row("emb"))
+        ck.eq("helpers named pad (tcp, udp), new and emb", want, table(s, "dump created"))
+        ck.err("NLM_F_EXCL on emb", errno.EEXIST,
+               new_queue("NEW excl emb", "emb", 9, NEW_FLAGS | NLM_F_EXCL))
+        ck.err("NEW new (plain), queue 8", 0, new_queue("NEW new plain", "new", 8))
+        want = rows(row("pad", queue=6), row("pad", l4=IPPROTO_UDP), row("new", queue=8),
+                    row("emb"))
+        ck.eq("new updated", want, table(s, "dump new updated"))
+        ck.err("create 16 NULs (the empty name)", 0,
+               s.new(helper_attrs(b"\0" * 16), label="create 16 NULs"))
+        ck.eq("an empty-named helper", rows(*want, row("")), table(s, "dump with empty"))
+        ck.err("DEL \\0\\0\\0", 0, s.delete(nla_str(NFCTH_NAME, b"\0\0\0"), label="del 3 NULs"))
+        ck.eq("the empty-named helper is gone", want, table(s, "dump empty gone"))
+    cleanup(ck, env)
+
+
+@case("padded lookup names")
+def _(ck, env):
+    def get(label, name, **kw):
+        res = s.get(filter_attrs(name, **kw), label="GET " + label)
+        hs = res.helpers
+        return res.errno, hs and (hs[0]["name"], hs[0]["l4"], hs[0]["queue_num"])
+
+    with env.sock() as s:
+        for name, l4, q in (("pad", IPPROTO_TCP, 1), ("pad", IPPROTO_UDP, 2), ("pads", IPPROTO_TCP, 3)):
+            ck.err("create %s/%d queue %d" % (name, l4, q), 0,
+                   s.new(helper_attrs(name, l4=l4, queue=q)))
+        want = rows(row("pad", queue=1), row("pad", l4=IPPROTO_UDP, queue=2), row("pads", queue=3))
+        ck.eq("table", want, table(s, "dump created"))
+        for desc, name, kw, exp in (
+                ("pad\\0\\0", b"pad\0\0", {}, (0, ("pad", 6, 1))),
+                ("pad padded to 16 bytes", padded(b"pad", 16), {}, (0, ("pad", 6, 1))),
+                ("pad\\0zz\\0", b"pad\0zz\0", {}, (0, ("pad", 6, 1))),
+                ("pad\\0zz\\0 with tuple inet/udp", b"pad\0zz\0",
+                 {"l3": AF_INET, "l4": IPPROTO_UDP}, (0, ("pad", 17, 2))),
+                ("pads + 4 NULs", padded(b"pads", 8), {}, (0, ("pads", 6, 3))),
+                ("pads\\0x (NUL inside, none trailing)", b"pads\0x", {}, (0, ("pads", 6, 3))),
+                ("pa\\0\\0\\0", b"pa\0\0\0", {}, (errno.ENOENT, [])),
+                ("\\0\\0\\0", b"\0\0\0", {}, (errno.ENOENT, [])),
+                ("pad + 14 NULs (17 bytes)", padded(b"pad", 17), {}, (errno.ERANGE, [])),
+                ("pad without NUL", b"pad", {}, (errno.EINVAL, [])),
+                ("pads + 12 x (16 bytes, no NUL)", b"pads" + b"x" * 12, {}, (errno.EINVAL, []))):
+            ck.eq("GET %s -> %s, %r" % (desc, errname(exp[0]), exp[1]), exp, get(desc, name, **kw))
+        ck.eq("GETs changed nothing", want, table(s, "dump after GETs"))
+        for desc, name, e in (("pad + 14 NULs (17 bytes)", padded(b"pad", 17), errno.ERANGE),
+                              ("pads without NUL", b"pads", errno.EINVAL),
+                              ("pa\\0\\0", b"pa\0\0", errno.ENOENT),
+                              ("pad\\0zz\\0 with tuple inet/sctp", b"pad\0zz\0", errno.ENOENT)):
+            sel = (filter_attrs(name, AF_INET, IPPROTO_SCTP) if "sctp" in desc
+                   else nla_str(NFCTH_NAME, name))
+            ck.err("DEL " + desc, e, s.delete(sel, label="DEL " + desc))
+            ck.eq("table unchanged after DEL " + desc, want, table(s, "dump after DEL " + desc))
+        ck.err("DEL pad\\0zz\\0 with tuple inet/udp", 0,
+               s.delete(filter_attrs(b"pad\0zz\0", AF_INET, IPPROTO_UDP), label="DEL pad udp"))
+        want = rows(row("pad", queue=1), row("pads", queue=3))
+        ck.eq("pad/udp gone", want, table(s, "dump pad udp gone"))
+        ck.err("DEL pad padded to 16 bytes", 0,
+               s.delete(nla_str(NFCTH_NAME, padded(b"pad", 16)), label="DEL pad 16"))
+        want = rows(row("pads", queue=3))
+        ck.eq("pad gone, pads left", want, table(s, "dump pad gone"))
+        ck.err("DEL pads\\0x", 0, s.delete(nla_str(NFCTH_NAME, b"pads\0x"), label="DEL pads NUL x"))
+        ck.eq("table empty", [], table(s, "dump empty"))
     cleanup(ck, env)
 
 
