@@ -39,10 +39,12 @@
 #      what a user-space helper does through NFQA_EXP).
 #   g) IPv6 FTP through conntrackd's ftp helper for inet6: passive (EPSV)
 #      and active (EPRT) downloads.  conntrackd 1.4.7's ftp helper creates
-#      no expectation over IPv6, with either module (its ftp.c parses an
-#      EPRT argument as IPv4 only and rejects the EPSV reply's address
-#      check): the outcome is recorded, not asserted, and the helper
-#      binding and the queued packets are checked.
+#      no expectation over IPv6, with either module: its ftp.c hands every
+#      argument parser PF_INET, so an EPRT "|2|" address is refused, and
+#      it compares the address an EPSV reply came from with the client's
+#      (not the server's) and records nothing.  The outcome is recorded
+#      for the comparison of the modules, not asserted; the helper binding
+#      and the packets queued to conntrackd are checked.
 # Finally the outcomes of both modules must be identical.
 #
 # Every exec costs about a second in the TCG guest, Python several: the
