@@ -4,6 +4,7 @@
 # tftp helpers in user space on top of the cthelper subsystem.
 #
 #   cli 192.0.2.1 ---- 192.0.2.254 rtr 198.51.100.254 ---- 198.51.100.2 srv
+#   2001:db8:1::1 ---- 2001:db8:1::fe     2001:db8:2::fe ---- 2001:db8:2::2
 #
 # The router's forward chain drops everything but "ct state
 # established,related", new connections to TCP port 21 and to UDP port 69,
@@ -30,6 +31,20 @@
 #      queue, and the helper's bypass verdict comes from conntrack's confirm
 #      hook, so the control connection's SYN leaves unconfirmed and the
 #      router finds the SYN-ACK INVALID: nothing gets through at all.
+#   f) IPv6, the module's part: "nfct helper add ftp inet6 tcp" (disabled),
+#      an ip6 table whose ct helper object binds it to a control connection
+#      to port 21; the router drops a data connection to the server, and
+#      lets it through as RELATED once an expectation for it has been
+#      created on that IPv6 master through ctnetlink (conntrack -I expect,
+#      what a user-space helper does through NFQA_EXP).
+#   g) IPv6 FTP through conntrackd's ftp helper for inet6: passive (EPSV)
+#      and active (EPRT) downloads.  conntrackd 1.4.7's ftp helper creates
+#      no expectation over IPv6, with either module: its ftp.c hands every
+#      argument parser PF_INET, so an EPRT "|2|" address is refused, and
+#      it compares the address an EPSV reply came from with the client's
+#      (not the server's) and records nothing.  The outcome is recorded
+#      for the comparison of the modules, not asserted; the helper binding
+#      and the packets queued to conntrackd are checked.
 # Finally the outcomes of both modules must be identical.
 #
 # Every exec costs about a second in the TCG guest, Python several: the
@@ -53,8 +68,19 @@ CLI_ADDR=192.0.2.1
 RTR_CLI_ADDR=192.0.2.254
 RTR_SRV_ADDR=198.51.100.254
 SRV_ADDR=198.51.100.2
+CLI_ADDR6=2001:db8:1::1
+RTR_CLI_ADDR6=2001:db8:1::fe
+RTR_SRV_ADDR6=2001:db8:2::fe
+SRV_ADDR6=2001:db8:2::2
 FTP_QUEUE=5
 TFTP_QUEUE=6
+FTP6_QUEUE=7
+# f): a listener on the server for the data connection, and its port.
+# conntrack 1.4.7 sets the protocol of the tuple it expects to the low
+# byte of the last --tuple-port-* in network order (libct_proto_tcp.c
+# passes the port where IPPROTO_TCP belongs): on x86, the port's high
+# byte.  A port in 1536-1791 (0x06xx) makes that protocol TCP (6).
+DATA6_PORT=1600
 # Failing transfers end on this (seconds): the SYN, the PORT connection or
 # the TFTP data that the router drops is never answered.
 FAIL_TIMEOUT=3
@@ -68,6 +94,8 @@ TFTP_RESULT=
 EV_PID=
 SRVS_PID=
 AGENT_PID=
+DATA6_PID=
+CTL6_PID=
 declare -A OUTCOME
 
 # sleep without an exec: nobody ever writes to this fifo.
@@ -93,6 +121,7 @@ stop_conntrackd() { stop_pid "$CTD_PID"; CTD_PID=; }
 # Also drops the iptables-nft raw table, and with it the CT rules.
 router_reset() {
 	nft delete table inet cth60 2>/dev/null
+	nft delete table ip6 cth60v6 2>/dev/null
 	nft delete table ip raw 2>/dev/null
 	conntrack -F > /dev/null 2>&1
 	true
@@ -105,6 +134,8 @@ cleanup() {
 		done 2>&1 | t_diag
 	fi
 	stop_conntrackd
+	stop_pid "$CTL6_PID"
+	stop_pid "$DATA6_PID"
 	stop_pid "$EV_PID"
 	stop_pid "$AGENT_PID"
 	stop_pid "$SRVS_PID"
@@ -123,23 +154,30 @@ netns_up() {
 		link add r1 type veth peer name s0 netns $SRV
 		addr add $RTR_CLI_ADDR/24 dev r0
 		addr add $RTR_SRV_ADDR/24 dev r1
+		addr add $RTR_CLI_ADDR6/64 dev r0 nodad
+		addr add $RTR_SRV_ADDR6/64 dev r1 nodad
 		link set lo up
 		link set r0 up
 		link set r1 up
 	EOF
 	ip -n "$CLI" -batch - <<-EOF &&
 		addr add $CLI_ADDR/24 dev c0
+		addr add $CLI_ADDR6/64 dev c0 nodad
 		link set lo up
 		link set c0 up
 		route add default via $RTR_CLI_ADDR
+		route add ::/0 via $RTR_CLI_ADDR6
 	EOF
 	ip -n "$SRV" -batch - <<-EOF &&
 		addr add $SRV_ADDR/24 dev s0
+		addr add $SRV_ADDR6/64 dev s0 nodad
 		link set lo up
 		link set s0 up
 		route add default via $RTR_SRV_ADDR
+		route add ::/0 via $RTR_SRV_ADDR6
 	EOF
-	echo 1 > /proc/sys/net/ipv4/ip_forward
+	echo 1 > /proc/sys/net/ipv4/ip_forward &&
+	echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
 }
 
 # The firewall, plus the nft ct helper objects (which need the helpers to
@@ -182,50 +220,57 @@ attach_iptables() {
 	iptables -t raw -A PREROUTING -p udp --dport 69 -j CT --helper tftp
 }
 
+# write_conntrackd_conf FILE "NAME FAMILY PROTO QUEUE"...: one helper
+# Type per argument.
 write_conntrackd_conf() {
-	cat > "$WORK/conntrackd.conf" <<-EOF
-		General {
-			Systemd no
-			Syslog no
-			LogFile $WORK/conntrackd.log
-			LockFile $WORK/conntrackd.lock
-			UNIX {
-				Path $WORK/conntrackd.ctl
-			}
-		}
-		Helper {
-			Type ftp inet tcp {
-				QueueNum $FTP_QUEUE
-				QueueLen 1024
-				Policy ftp {
-					ExpectMax 1
-					ExpectTimeout 300
+	local file=$1 type name family proto queue
+	shift
+	{
+		cat <<-EOF
+			General {
+				Systemd no
+				Syslog no
+				LogFile $WORK/conntrackd.log
+				LockFile $WORK/conntrackd.lock
+				UNIX {
+					Path $WORK/conntrackd.ctl
 				}
 			}
-			Type tftp inet udp {
-				QueueNum $TFTP_QUEUE
-				QueueLen 1024
-				Policy tftp {
-					ExpectMax 1
-					ExpectTimeout 300
+			Helper {
+		EOF
+		for type in "$@"; do
+			read -r name family proto queue <<< "$type"
+			cat <<-EOF
+				Type $name $family $proto {
+					QueueNum $queue
+					QueueLen 1024
+					Policy $name {
+						ExpectMax 1
+						ExpectTimeout 300
+					}
 				}
-			}
-		}
-	EOF
+			EOF
+		done
+		echo "}"
+	} > "$WORK/$file"
 }
 
-# "NAME:QUEUE:STATUS NAME:QUEUE:STATUS " from nfct helper list; with an
-# argument, NAME:QUEUE:STATUS:PRIV_DATA_LEN.
+# "NAME:QUEUE:STATUS NAME:QUEUE:STATUS " from nfct helper list, of the
+# IPv4 helpers, or with a second argument of the IPv6 ones (6) or all
+# (all); with a first argument, NAME:QUEUE:STATUS:PRIV_DATA_LEN.
 helper_states() {
-	local line name='' queue='' priv='' out=''
+	local line name='' queue='' priv='' l3='' out='' want=2
+	case ${2:-} in 6) want=10 ;; all) want='*' ;; esac
 	while IFS= read -r line; do
 		line=${line%,}
 		case $line in
 		*".name = "*) name=${line#*= } ;;
 		*".queuenum = "*) queue=${line#*= } ;;
+		*".l3protonum = "*) l3=${line#*= } ;;
 		*".priv_data_len = "*) priv=${line#*= } ;;
 		*".status = "*)
-			out+="$name:$queue:${line#*= }${1:+:$priv} " ;;
+			# shellcheck disable=SC2053 # $want is a pattern
+			[[ $l3 == $want ]] && out+="$name:$queue:${line#*= }${1:+:$priv} " ;;
 		esac
 	done < <(nfct helper list 2>&1)
 	echo "$out"
@@ -239,11 +284,11 @@ count_in() { # FILE STRING
 	echo $(((${#text} - ${#rest}) / ${#2}))
 }
 
-start_conntrackd() {
+start_conntrackd() { # [CONFIG FILE NAME]
 	local n
 	rm -f "$WORK/conntrackd.lock" "$WORK/conntrackd.ctl"
 	n=$(count_in "$WORK/conntrackd.out" 'initialization completed')
-	timeout 800 /usr/sbin/conntrackd -C "$WORK/conntrackd.conf" \
+	timeout 800 /usr/sbin/conntrackd -C "$WORK/${1:-conntrackd.conf}" \
 		>> "$WORK/conntrackd.out" 2>&1 &
 	CTD_PID=$!
 	# It configures the helpers and binds the queues before saying so.
@@ -259,8 +304,8 @@ start_conntrackd() {
 
 # Not through t_ok: that runs its command in a subshell, and CTD_PID must
 # survive.
-conntrackd_up() { # DESCRIPTION
-	if start_conntrackd; then
+conntrackd_up() { # DESCRIPTION [CONFIG FILE NAME]
+	if start_conntrackd "${2:-}"; then
 		t_pass "$1"
 	else
 		t_fail "$1"
@@ -269,7 +314,8 @@ conntrackd_up() { # DESCRIPTION
 
 start_servers() {
 	timeout 880 ip netns exec "$SRV" "$PY" -I "$APPS" servers \
-		--addr "$SRV_ADDR" --root "$WORK/root" --ready "$WORK/servers.ready" \
+		--addr "$SRV_ADDR" --addr6 "$SRV_ADDR6" \
+		--root "$WORK/root" --ready "$WORK/servers.ready" \
 		> "$WORK/servers.log" 2>&1 &
 	SRVS_PID=$!
 }
@@ -480,7 +526,7 @@ case_diag() { # COUNTERS
 		echo "-- counters related-tcp related-udp invalid: $1"
 		echo "-- ftp client:"; cat "$WORK/client.out"
 		echo "-- curl:"; cat "$WORK/curl.err"
-		echo "-- helpers: $(helper_states)"
+		echo "-- helpers: $(helper_states '' all)"
 		echo "-- nfnetlink_queue instances (queue portid waiting copy range dropped ...):"
 		cat /proc/net/netfilter/nfnetlink_queue
 		echo "-- expectation events:"; tail -n 6 "$WORK/events"
@@ -532,8 +578,230 @@ check_helpinfo() { # M TAG
 	OUTCOME[$m:$tag:helpinfo]="$(kv "$line" len) $on $rn $([ "$og" = "$lc" ] && echo orig-gap-ok) $ok"
 }
 
-run_module() {
-	local m=$1
+# ------------------------------------------------------------------ IPv6
+
+# The router's IPv6 firewall, an ip6 table beside the inet one: new
+# connections only to TCP port 21, which get the inet6 ftp helper from an
+# ip6 ct helper object; anything else only as RELATED or ESTABLISHED.
+router_ruleset6() {
+	nft -f - <<-EOF
+		table ip6 cth60v6 {
+			ct helper ftp6_user {
+				type "ftp" protocol tcp
+				l3proto ip6
+			}
+			counter rel6 { }
+			chain attach {
+				type filter hook prerouting priority filter; policy accept;
+				tcp dport 21 ct helper set "ftp6_user"
+			}
+			chain forward_filter {
+				type filter hook forward priority filter; policy drop;
+				ct state related meta l4proto tcp counter name "rel6" accept
+				ct state established accept
+				ct state new tcp dport 21 accept
+			}
+		}
+	EOF
+}
+
+# RELATED IPv6 packets since the last call.
+related6() {
+	local out
+	out=$(nft reset counter ip6 cth60v6 rel6 2>/dev/null)
+	out=${out#*packets }
+	echo "${out%% *}"
+}
+
+# f)'s data connection goes to this listener in the server namespace; each
+# connection appends what it carries to data6.out.
+start_data6_listener() {
+	timeout 880 ip netns exec "$SRV" socat -u \
+		"TCP6-LISTEN:$DATA6_PORT,bind=[$SRV_ADDR6],reuseaddr,fork" \
+		"OPEN:$WORK/data6.out,creat,append" > /dev/null 2>&1 &
+	DATA6_PID=$!
+}
+
+data6_listening() {
+	[ -n "$(ip netns exec "$SRV" ss -Hltn "sport = :$DATA6_PORT")" ]
+}
+
+data6_arrived() { [ "$(count_in "$WORK/data6.out" "$1")" -gt 0 ]; }
+
+# data6_connect TOKEN TIMEOUT: a connection from the client to the data
+# listener that sends TOKEN; 0 when it connected and TOKEN arrived.
+data6_connect() {
+	echo "$1" | ip netns exec "$CLI" socat -u - \
+		"TCP6:[$SRV_ADDR6]:$DATA6_PORT,connect-timeout=$2" > /dev/null 2>&1 &&
+		RETRY_DELAY=0.2 retry 150 data6_arrived "$1"
+}
+
+# An FTP control connection from the client's port SPORT that stays open
+# (it sends nothing: its stdin is the fifo nobody writes to).
+start_ctl6() { # SPORT
+	ip netns exec "$CLI" socat -u - \
+		"TCP6:[$SRV_ADDR6]:21,sourceport=$1,reuseaddr,connect-timeout=$OK_TIMEOUT" \
+		<&"$NEVER_FD" > /dev/null 2>&1 &
+	CTL6_PID=$!
+}
+
+ctl6_bound() { # SPORT: its conntrack is established with helper=ftp
+	local l
+	l=$(conntrack -L -f ipv6 -p tcp --sport "$1" --dport 21 2>/dev/null)
+	[[ $l == *ESTABLISHED*"helper=ftp"* ]]
+}
+
+# The expectation a user-space ftp helper would create for the data
+# connection, on the IPv6 control connection from port SPORT.
+expect6_create() { # SPORT
+	conntrack -I expect -p tcp \
+		--orig-src "$CLI_ADDR6" --orig-dst "$SRV_ADDR6" \
+		--orig-port-src "$1" --orig-port-dst 21 \
+		--tuple-src "$CLI_ADDR6" --tuple-dst "$SRV_ADDR6" \
+		--tuple-port-src 0 --tuple-port-dst "$DATA6_PORT" \
+		--mask-src ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff \
+		--mask-dst ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff \
+		--mask-port-src 0 --mask-port-dst 0xffff -t 300
+}
+
+expectations6() { # how many expectations for the data port are left
+	local l n=0
+	while IFS= read -r l; do
+		[[ $l == *"dst=$SRV_ADDR6 "*"dport=$DATA6_PORT "* ]] && n=$((n + 1))
+	done < <(conntrack -L expect -f ipv6 2>/dev/null)
+	echo "$n"
+}
+
+# f) The module's IPv6 part without conntrackd: our (disabled) inet6 ftp
+# helper bound to an IPv6 control connection, an expectation created on
+# that master through ctnetlink, and the data connection that the router
+# lets through only as RELATED.
+ipv6_ctnetlink_case() { # M SPORT
+	local m=$1 sport=$2 tag="f) IPv6, expectation through ctnetlink" res rel from
+	local fails=$_t_fail
+	from=$(events_count)
+	t_ok "[$m] $tag: ip6 ruleset, ct helper object for ftp inet6" router_ruleset6
+	start_ctl6 "$sport"
+	t_ok "[$m] $tag: control connection from port $sport established with helper=ftp" \
+		retry 120 ctl6_bound "$sport"
+	related6 > /dev/null
+
+	res=fail
+	data6_connect "v6-$m-without-$$" "$FAIL_TIMEOUT" && res=ok
+	rel=$(related6)
+	OUTCOME[$m:ipv6-ctnetlink:without-expectation]="$res related=${rel:-none}"
+	t_eq "[$m] $tag: without an expectation the data connection is dropped (RELATED packets)" \
+		"fail related=0" "$res related=${rel:-none}"
+
+	t_ok "[$m] $tag: conntrack -I expect on the IPv6 master" expect6_create "$sport"
+	res=no
+	retry 40 events_since "$from" "*\[NEW\]*proto=6 src=$CLI_ADDR6 dst=$SRV_ADDR6 *dport=$DATA6_PORT *master-src=$CLI_ADDR6 master-dst=$SRV_ADDR6 sport=$sport dport=21 *helper=ftp*" &&
+		res=yes
+	OUTCOME[$m:ipv6-ctnetlink:expectation-event]=$res
+	t_eq "[$m] $tag: expectation event names the master and helper ftp" yes "$res"
+	t_eq "[$m] $tag: one expectation for the data port" 1 "$(expectations6)"
+
+	res=fail
+	data6_connect "v6-$m-with-$$" "$OK_TIMEOUT" && res=ok
+	rel=$(related6)
+	OUTCOME[$m:ipv6-ctnetlink:with-expectation]="$res related=$([ "${rel:-0}" -gt 0 ] && echo yes)"
+	t_eq "[$m] $tag: with it the data connection gets through" ok "$res"
+	t_ok "[$m] $tag: ... as RELATED ($rel packets)" test "${rel:-0}" -ge 1
+	res=$(expectations6)
+	OUTCOME[$m:ipv6-ctnetlink:expectations-left]=$res
+	t_eq "[$m] $tag: the expectation was used up" 0 "$res"
+	stop_pid "$CTL6_PID"
+	CTL6_PID=
+	if [ "$_t_fail" -ne "$fails" ]; then
+		{
+			echo "-- conntrack (IPv6):"; conntrack -L -f ipv6 2>&1
+			echo "-- expectations:"; conntrack -L expect -f ipv6 2>&1
+			echo "-- expectation events:"; tail -n 6 "$WORK/events"
+			echo "-- helpers: $(helper_states priv all)"
+		} | t_diag
+	fi
+	true
+}
+
+# Packets handed to queue Q so far (its last packet id), 0 when unbound.
+queue_packets() { # Q
+	local q peer total mode range dropped udropped id rest
+	while read -r q peer total mode range dropped udropped id rest; do
+		[ "$q" = "$1" ] && { echo "$id"; return; }
+	done < /proc/net/netfilter/nfnetlink_queue
+	echo 0
+}
+
+# g) IPv6 FTP through conntrackd's ftp helper for inet6: passive (EPSV)
+# and active (EPRT) downloads.  What they give is recorded for the
+# comparison of both modules, not asserted; the helper binding on the
+# control connections and the packets queued to conntrackd are.
+ipv6_conntrackd_case() { # M
+	local m=$1 tag="g) IPv6 FTP, conntrackd" mode line res port ctl ct_list from
+	local queued rel
+	conntrackd_up "[$m] $tag: conntrackd starts with its ftp helper for inet6" conntrackd6.conf
+	t_eq "[$m] $tag: conntrackd configured and enabled the inet6 ftp helper" \
+		"ftp:$FTP6_QUEUE:enabled " "$(helper_states '' 6)"
+	t_eq "[$m] $tag: conntrackd listens on queue $FTP6_QUEUE" "$FTP6_QUEUE" "$(queues_bound)"
+	from=$(events_count)
+	related6 > /dev/null
+	ftp_request --server "$SRV_ADDR6" --file "$FILE" \
+		--expect "$WORK/root/$FILE" --mode passive --mode active \
+		--timeout "$OK_TIMEOUT"
+	snooze 0.3
+	queued=$(queue_packets "$FTP6_QUEUE")
+	rel=$(related6)
+	ct_list=$(conntrack -L -f ipv6 -p tcp --dport 21 2>/dev/null)
+	echo "# [$m] $tag: transfers done at ${SECONDS}s"
+	for mode in passive active; do
+		line=${CLIENT[mode=$mode]:-}
+		res=$(kv "$line" result)
+		port=$(kv "$line" dataport)
+		ctl=$(kv "$line" ctlport)
+		OUTCOME[$m:ipv6-conntrackd:ftp-$mode]=${res:-none}
+		if [[ $ct_list == *"sport=${ctl:-x} dport=21 "*"helper=ftp"* ]]; then
+			t_pass "[$m] $tag: $mode control connection has helper=ftp"
+		else
+			t_fail "[$m] $tag: $mode control connection has helper=ftp"
+			printf '%s\n' "$ct_list" "$line" | t_diag
+		fi
+		if events_since "$from" "*\[NEW\]*proto=6 *dport=${port:-x} *dport=21 *helper=ftp*"; then
+			res=yes
+		else
+			res=no
+		fi
+		OUTCOME[$m:ipv6-conntrackd:ftp-$mode-expectation]=$res
+		echo "# [$m] $tag: $mode: $line; expectation: $res"
+	done
+	OUTCOME[$m:ipv6-conntrackd:related]=$([ "${rel:-0}" -gt 0 ] && echo yes || echo no)
+	t_ok "[$m] $tag: the control connections' packets were queued to conntrackd ($queued)" \
+		test "${queued:-0}" -ge 6
+	stop_conntrackd
+}
+
+# What g) showed, in words.
+ipv6_ftp_summary() {
+	local k all_fail=yes v p a
+	for k in ftp-passive ftp-active; do
+		for v in "${OUTCOME[rust:ipv6-conntrackd:$k]:-}" "${OUTCOME[c:ipv6-conntrackd:$k]:-}"; do
+			[ "$v" = fail ] || all_fail=no
+		done
+		for v in "${OUTCOME[rust:ipv6-conntrackd:$k-expectation]:-}" "${OUTCOME[c:ipv6-conntrackd:$k-expectation]:-}"; do
+			[ "$v" = no ] || all_fail=no
+		done
+	done
+	p=${OUTCOME[rust:ipv6-conntrackd:ftp-passive]:-none}/${OUTCOME[c:ipv6-conntrackd:ftp-passive]:-none}
+	a=${OUTCOME[rust:ipv6-conntrackd:ftp-active]:-none}/${OUTCOME[c:ipv6-conntrackd:ftp-active]:-none}
+	echo "# IPv6 FTP through conntrackd (ours/C): passive (EPSV) $p, active (EPRT) $a"
+	if [ "$all_fail" = yes ]; then
+		echo "# IPv6 FTP limitation: conntrackd's, not nfnl_cthelper's: conntrackd 1.4.7's ftp helper"
+		echo "# creates no expectation over IPv6 (the same with the upstream C module), while the"
+		echo "# module lets an IPv6 data connection through as RELATED once an expectation exists (f)"
+	fi
+}
+
+run_module() { # M SPORT6 (f's control connection's port)
+	local m=$1 sport6=$2
 
 	echo "# [$m] start at ${SECONDS}s"
 	unload_all
@@ -579,10 +847,18 @@ run_module() {
 		"ftp:$FTP_QUEUE:enabled tftp:$TFTP_QUEUE:enabled " "$(helper_states)"
 	transfer_case "$m" "e) conntrackd stopped" fail unconfirmed
 
+	router_reset
+	t_ok "[$m] nfct helper add ftp inet6 tcp" nfct helper add ftp inet6 tcp
+	t_eq "[$m] IPv6 stub: disabled, queue 0, priv_data_len 24" \
+		"ftp:0:disabled:24 " "$(helper_states priv 6)"
+	[ "$m" = rust ] && t_ok "IPv6 data listener in the server namespace" retry 120 data6_listening
+	ipv6_ctnetlink_case "$m" "$sport6"
+	ipv6_conntrackd_case "$m"
+
 	t_ok "[$m] kernel nf_conntrack_ftp/tftp still not loaded" no_kernel_helpers
 	router_reset
 	t_ok "[$m] helpers deleted" retry 30 nfct helper flush
-	t_eq "[$m] helper table empty" "" "$(helper_states)"
+	t_eq "[$m] helper table empty" "" "$(helper_states '' all)"
 	t_ok "[$m] unload" retry 20 "unload_$m"
 }
 
@@ -591,7 +867,8 @@ mkdir -p "$WORK/root"
 	echo "nfnl-cthelper conntrackd payload $$"
 	head -c 6000 /dev/urandom | base64
 } > "$WORK/root/$FILE"
-write_conntrackd_conf
+write_conntrackd_conf conntrackd.conf "ftp inet tcp $FTP_QUEUE" "tftp inet udp $TFTP_QUEUE"
+write_conntrackd_conf conntrackd6.conf "ftp inet6 tcp $FTP6_QUEUE"
 : > "$WORK/conntrackd.out"
 
 if ! netns_up; then
@@ -602,12 +879,13 @@ t_pass "namespaces, veth, routes"
 # Python takes its time to start: the servers and the agent get ready
 # while the first module is set up.
 start_servers
+start_data6_listener
 start_agent
 timeout 880 stdbuf -oL conntrack -E expect > "$WORK/events" 2>&1 &
 EV_PID=$!
 
-run_module rust
-run_module c
+run_module rust 40021
+run_module c 40022
 
 # The oracle: every outcome recorded with our module equals the C one's.
 while IFS= read -r key; do
@@ -615,5 +893,6 @@ while IFS= read -r key; do
 	k=${key#rust:}
 	t_eq "rust and C agree: $k" "${OUTCOME[c:$k]:-missing}" "${OUTCOME[$key]}"
 done < <(printf '%s\n' "${!OUTCOME[@]}" | sort)
+ipv6_ftp_summary
 echo "# done at ${SECONDS}s"
 t_done

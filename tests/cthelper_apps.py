@@ -8,17 +8,19 @@ in one process and the FTP client is an agent that serves many requests.
 Neither imports ssl nor pyOpenSSL: nothing here uses TLS, and loading them
 costs more than everything else.
 
-  cthelper_apps.py servers --addr A --root DIR --ready FILE
-      An anonymous, read-only FTP server (pyftpdlib) on A:21 and a minimal
-      TFTP (RFC 1350) read-only server on A:69, both serving DIR.  TFTP
-      answers each RRQ from a new UDP port in 512-byte blocks, octet mode,
-      ignoring options.  FILE is created once both listen.
+  cthelper_apps.py servers --addr A [--addr6 A6] --root DIR --ready FILE
+      An anonymous, read-only FTP server (pyftpdlib) on A:21 (and on
+      [A6]:21) and a minimal TFTP (RFC 1350) read-only server on A:69, all
+      serving DIR.  TFTP answers each RRQ from a new UDP port in 512-byte
+      blocks, octet mode, ignoring options.  FILE is created once all
+      listen.
 
   cthelper_apps.py ftp-client --server A --file NAME --expect LOCAL
                               --mode passive|active [--mode ...]
                               [--timeout S] [--helpinfo-netns PATH]
       One ftplib session per mode, each downloading NAME and comparing it
-      with LOCAL.  Prints one line per mode:
+      with LOCAL (over IPv6 when A is an IPv6 address: ftplib then uses
+      EPSV and EPRT instead of PASV and PORT).  Prints one line per mode:
         mode=M result=ok|fail dataport=P ctlport=C [error=...]
       dataport is the port the data connection goes to (from PASV, or of
       our own PORT listener), so that the caller can find the expectation.
@@ -78,6 +80,9 @@ def servers(args):
     handler.dtp_handler.timeout = 20
     handler.active_dtp.timeout = 20
     server = FTPServer((args.addr, 21), handler)
+    if args.addr6:
+        # Same I/O loop: serve_forever() below serves both.
+        FTPServer((args.addr6, 21), handler)
     tftp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tftp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     tftp.bind((args.addr, 69))
@@ -107,6 +112,17 @@ class RecordingFTP(ftplib.FTP):
         line = super().getline()
         self.resp_lens.append(len(line) + 2)
         return line
+
+    # The port of an active-mode data connection, also when the server
+    # refuses the PORT or EPRT command (pyftpdlib connects before it
+    # answers).
+    def sendport(self, host, port):
+        self.dataport = port
+        return super().sendport(host, port)
+
+    def sendeprt(self, host, port):
+        self.dataport = port
+        return super().sendeprt(host, port)
 
     def makepasv(self):
         host, port = super().makepasv()
@@ -390,6 +406,7 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("servers")
     sp.add_argument("--addr", required=True)
+    sp.add_argument("--addr6")
     sp.add_argument("--root", required=True)
     sp.add_argument("--ready", required=True)
     sub.add_parser("ftp-agent")
