@@ -55,7 +55,10 @@ pids=()
 kcsan_saved=()
 
 RACE=("$PY" -S -B "$TESTS_DIR/cthelper_race.py")
-in_srv() { ip netns exec "$SRV" "$@"; }
+# Not a function: a function run with & is a subshell, whose $! is not the
+# process that a kill must reach.
+IN_SRV=(ip netns exec "$SRV")
+in_srv() { "${IN_SRV[@]}" "$@"; }
 phase() { echo "nfnl-cthelper-phase: 74-concurrency $*" > /dev/kmsg; }
 
 stop_all() {
@@ -182,15 +185,15 @@ run_module() {
 
 	rm -f "$WORK/rx" "$WORK/ready"
 	: > "$WORK/rx"
-	in_srv socat -u "TCP-LISTEN:$PORT,bind=$SRV_ADDR,reuseaddr,fork" \
+	"${IN_SRV[@]}" socat -u "TCP-LISTEN:$PORT,bind=$SRV_ADDR,reuseaddr,fork" \
 		"OPEN:$WORK/rx,append" > /dev/null 2>&1 &
 	srvp=$!
 	pids+=("$srvp")
-	in_srv "${RACE[@]}" listen --helper "$HELPER" --queues "$Q1,$Q2" --ready "$WORK/ready" \
+	"${IN_SRV[@]}" "${RACE[@]}" listen --helper "$HELPER" --queues "$Q1,$Q2" --ready "$WORK/ready" \
 		> "$WORK/listen" 2>&1 &
 	lp=$!
 	pids+=("$lp")
-	in_srv stdbuf -oL conntrack -E -p tcp --dport "$PORT" > "$WORK/events" 2>&1 &
+	"${IN_SRV[@]}" stdbuf -oL conntrack -E -p tcp --dport "$PORT" > "$WORK/events" 2>&1 &
 	evp=$!
 	pids+=("$evp")
 	if ! retry 240 test -e "$WORK/ready"; then
@@ -207,16 +210,16 @@ run_module() {
 
 	phase "[$m] concurrency start"
 	before=$(kcsan_counters)
-	in_srv "${RACE[@]}" ct-update --helper "$HELPER" --dport "$PORT" --seconds "$DURATION" \
+	"${IN_SRV[@]}" "${RACE[@]}" ct-update --helper "$HELPER" --dport "$PORT" --seconds "$DURATION" \
 		> "$WORK/ct-update" 2>&1 &
 	rp+=($!)
-	in_srv "${RACE[@]}" ct-read --helper "$HELPER" --dport "$PORT" --seconds "$DURATION" \
+	"${IN_SRV[@]}" "${RACE[@]}" ct-read --helper "$HELPER" --dport "$PORT" --seconds "$DURATION" \
 		> "$WORK/ct-read" 2>&1 &
 	rp+=($!)
-	in_srv "${RACE[@]}" policy --helper "$HELPER" --queues "$Q1,$Q2" --seconds "$DURATION" \
+	"${IN_SRV[@]}" "${RACE[@]}" policy --helper "$HELPER" --queues "$Q1,$Q2" --seconds "$DURATION" \
 		> "$WORK/policy" 2>&1 &
 	rp+=($!)
-	in_srv "${RACE[@]}" expect --helper "$HELPER" --dport "$PORT" --seconds "$DURATION" \
+	"${IN_SRV[@]}" "${RACE[@]}" expect --helper "$HELPER" --dport "$PORT" --seconds "$DURATION" \
 		> "$WORK/expect" 2>&1 &
 	rp+=($!)
 	# The command-line readers, until the Python roles are done.

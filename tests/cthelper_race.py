@@ -69,7 +69,7 @@ from cthelper_nl import (  # noqa: E402
 from cthelper_nl import attr_map as _attr_map  # noqa: E402
 
 NETLINK_NETFILTER = 12
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x400
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 
 NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_CTNETLINK_EXP, NFNL_SUBSYS_QUEUE = 1, 2, 3
@@ -301,7 +301,8 @@ def create_expect(nf, master, port, cls):
              + ip_tuple(CTA_EXPECT_TUPLE, master["src"], master["dst"], 0, port)
              + ip_tuple(CTA_EXPECT_MASK, b"\xff" * 4, b"\xff" * 4, 0, 0xFFFF)
              + nla_be32(CTA_EXPECT_TIMEOUT, 300) + nla_be32(CTA_EXPECT_CLASS, cls))
-    return nf.request(NFNL_SUBSYS_CTNETLINK_EXP, IPCTNL_MSG_EXP_NEW, attrs)[0]
+    return nf.request(NFNL_SUBSYS_CTNETLINK_EXP, IPCTNL_MSG_EXP_NEW, attrs,
+                      NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)[0]
 
 
 def exp_dump(nf):
@@ -509,7 +510,8 @@ def role_policy(args):
                 attrs += nla_be32(6, 0 if disabled else 1)
             c.errno("update_" + kind, s.new(attrs).errno, (0,))
             res = s.dump()
-            c.errno("dump", res.errno, (None,))
+            if res.done is None:
+                c.wrong("dump ended by %s, not NLMSG_DONE" % errname(res.errno))
             mine = [h for h in res.helpers if h.get("name") == args.helper]
             if len(mine) != 1:
                 c.wrong("dump: %d entries named %s" % (len(mine), args.helper))
