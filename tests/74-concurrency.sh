@@ -40,6 +40,7 @@
 . "$(dirname "$0")/lib.sh"
 
 DURATION=${CONCURRENCY_SECONDS:-10}
+HAMMER=${CONCURRENCY_HAMMER_SECONDS:-$(((DURATION + 1) / 2))}
 MODULES=${CONCURRENCY_MODULES:-rust c}
 HELPER=kc_tcp
 PORT=2400
@@ -155,9 +156,10 @@ established() {
 		grep -c "helper=$HELPER")" -ge "$1" ]
 }
 
-role_ok() { # M ROLE FILE PID DESCRIPTION
-	local rc=0
-	wait "$4" || rc=$?
+# role_ok M ROLE FILE EXIT_STATUS DESCRIPTION: the role's process has ended
+# (its stats are in FILE) with EXIT_STATUS.
+role_ok() {
+	local rc=$4
 	if [ "$rc" -eq 0 ]; then
 		t_pass "[$1] $2: $5"
 	else
@@ -166,8 +168,30 @@ role_ok() { # M ROLE FILE PID DESCRIPTION
 	sed "s/^/[$1] /" "$3" | t_diag
 }
 
+# hammer M ROLE1 DESCRIPTION1 COUNTER1 ROLE2 DESCRIPTION2 COUNTER2: two
+# cthelper_race.py hammer roles side by side on the kept connection.
+hammer() {
+	local m=$1 p1 p2 rc1 rc2
+	shift
+	"${IN_SRV[@]}" "${RACE[@]}" "$1" --helper "$HELPER" --src "$CLI_ADDR" --dst "$SRV_ADDR" \
+		--sport "$sport" --dport "$PORT" --seconds "$HAMMER" > "$WORK/$1" 2>&1 &
+	p1=$!
+	"${IN_SRV[@]}" "${RACE[@]}" "$4" --helper "$HELPER" --src "$CLI_ADDR" --dst "$SRV_ADDR" \
+		--sport "$sport" --dport "$PORT" --seconds "$HAMMER" > "$WORK/$4" 2>&1 &
+	p2=$!
+	wait "$p1"
+	rc1=$?
+	wait "$p2"
+	rc2=$?
+	role_ok "$m" "$1" "$WORK/$1" "$rc1" "$2 ($(stat_of "$WORK/$1" "$3") in $HAMMER s)"
+	role_ok "$m" "$4" "$WORK/$4" "$rc2" "$5 ($(stat_of "$WORK/$4" "$6") in $HAMMER s)"
+	t_ok "[$m] $1 and $4 got work done" \
+		test "$(stat_of "$WORK/$1" "$3")" -gt 0 -a "$(stat_of "$WORK/$4" "$6")" -gt 0
+}
+
 run_module() {
-	local m=$1 lp tp srvp evp ev_lines sent rx s0 line id frc
+	local m=$1 sport=$2 lp tp srvp evp ev_lines sent rx s0 line id frc p
+	local -a rc
 	local written= seen= missing= final_failed=0 loops_ct=0 loops_exp=0 loops_nfct=0 bad_loops=0 before after
 	local -a rp=()
 
@@ -202,7 +226,7 @@ run_module() {
 		return
 	fi
 	t_pass "[$m] NFQUEUE listener bound queues $Q1 and $Q2 (NFQA_CFG_F_CONNTRACK)"
-	ip netns exec "$CLI" "${RACE[@]}" traffic \
+	ip netns exec "$CLI" "${RACE[@]}" traffic --sport "$sport" \
 		--dst "$SRV_ADDR" --port "$PORT" --conns 4 > "$WORK/traffic" 2>&1 &
 	tp=$!
 	pids+=("$tp")
@@ -242,18 +266,32 @@ run_module() {
 			bad_loops=$((bad_loops + 1)); t_diag < "$WORK/nfct-list"
 		fi
 	done
-	role_ok "$m" ct-update "$WORK/ct-update" "${rp[0]}" \
+	rc=()
+	for p in "${rp[@]}"; do
+		wait "$p"
+		rc+=($?)
+	done
+	role_ok "$m" ct-update "$WORK/ct-update" "${rc[0]}" \
 		"CT_NEW rewrote the private data ($(stat_of "$WORK/ct-update" update_0) times), every dump and GET read it whole"
-	role_ok "$m" ct-read "$WORK/ct-read" "${rp[1]}" \
+	role_ok "$m" ct-read "$WORK/ct-read" "${rc[1]}" \
 		"events ($(stat_sum "$WORK/ct-read" event_w)) and dumps ($(stat_of "$WORK/ct-read" dumps)) read it whole"
-	role_ok "$m" policy "$WORK/policy" "${rp[2]}" \
+	role_ok "$m" policy "$WORK/policy" "${rc[2]}" \
 		"policy/queue/status updates, every dumped and got value one that was written ($(stat_of "$WORK/policy" dumped) dumps)"
-	role_ok "$m" expect "$WORK/expect" "${rp[3]}" \
+	role_ok "$m" expect "$WORK/expect" "${rc[3]}" \
 		"expectations created ($(stat_of "$WORK/expect" create_0)), within max_expected and the policy timeouts"
 	t_eq "[$m] conntrack -L ($loops_ct), conntrack -L expect ($loops_exp), nfct helper list ($loops_nfct) alongside: all answered" \
 		0 "$bad_loops"
 	t_ok "[$m] the verdicts' private data seen in dumps ($(($(stat_of "$WORK/ct-read" dump_w1) + $(stat_of "$WORK/ct-update" dump_w1))))" \
 		test $(($(stat_of "$WORK/ct-read" dump_w1) + $(stat_of "$WORK/ct-update" dump_w1))) -gt 0
+
+	# One conntrack, the kept connection's, as fast as it goes: its
+	# private data written by CT_NEW and by the verdicts of its packets,
+	# read by GETs; then policy updates racing with expectations created
+	# on it, which make the conntrack core read the policy.
+	phase "[$m] hammer help data"
+	hammer "$m" hammer-write "updates of its private data" update_0 hammer-read "GETs, every one whole" get_0
+	phase "[$m] hammer policy"
+	hammer "$m" hammer-policy "policy updates" update_0 hammer-expect "expectations created on it" create_0
 	after=$(kcsan_counters)
 	[ -z "$after" ] || echo "# [$m] KCSAN counters before: $before after: $after"
 	phase "[$m] concurrency end"
@@ -291,7 +329,8 @@ run_module() {
 	t_eq "[$m] every byte sent ($sent) reached the server through the queue" "$sent" "$rx"
 
 	kill "$lp"
-	role_ok "$m" listen "$WORK/listen" "$lp" \
+	wait "$lp"
+	role_ok "$m" listen "$WORK/listen" $? \
 		"$(stat_of "$WORK/listen" packets) packets queued, $(stat_of "$WORK/listen" verdicts_with_ct) verdicts with CTA_HELP_INFO, every CTA_HELP_INFO queued whole"
 	t_ok "[$m] the listener got its own verdicts' data back ($(stat_of "$WORK/listen" queued_w1) packets)" \
 		test "$(stat_of "$WORK/listen" queued_w1)" -gt 0
@@ -321,8 +360,12 @@ run_module() {
 unload_all
 t_ok "two namespaces joined by veth" netns_pair "$CLI" "$CLI_ADDR" "$SRV" "$SRV_ADDR"
 kcsan_tune
+# The kept connection's source port, one per module (the previous one may
+# linger in TIME_WAIT).
+sport=40740
 for m in $MODULES; do
-	run_module "$m"
+	run_module "$m" "$sport"
+	sport=$((sport + 1))
 done
 kcsan_restore
 echo "# $(basename "$0"): $SECONDS s"

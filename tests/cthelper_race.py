@@ -35,6 +35,18 @@ copies interleaved), foreign (another conntrack's data) or missing.
       helper (ctnetlink IPCTNL_MSG_EXP_NEW, as "conntrack -I expect"), so
       that the conntrack core reads the policies, and dumps them: at most
       max(max_expected) per master and class, timeouts within the policy's
+  cthelper_race.py hammer-write|hammer-read --helper NAME --src A --dst B
+                   --sport S --dport P --seconds S
+      the same on one conntrack (A:S -> B:P), as fast as they go:
+      hammer-write rewrites its private data with CT_NEW, hammer-read
+      GETs it and checks it; run together, they and the NFQUEUE verdicts
+      keep writing and reading that one help->data
+  cthelper_race.py hammer-policy --helper NAME --seconds S
+      policy updates only, as fast as they go
+  cthelper_race.py hammer-expect --helper NAME --src A --dst B --sport S
+                   --dport P --seconds S
+      expectations on that one master, as fast as they go: the conntrack
+      core reads the policy each time
   cthelper_race.py final --helper NAME --dport P --queue Q
       the deterministic end state: a known policy, queue and status read
       back exactly; a final marker written to every bound conntrack and
@@ -43,7 +55,8 @@ copies interleaved), foreign (another conntrack's data) or missing.
       "final_written=ID,..." (the conntracks that got the marker).
   cthelper_race.py traffic --dst A --port P --conns N --interval S
       N long-lived TCP connections each sending a line every S seconds,
-      each replaced by a new one after a while; SIGUSR1 pauses the
+      each replaced by a new one after a while, but for the first, which
+      comes from --sport (if given) and stays; SIGUSR1 pauses the
       sending, SIGUSR2 sends one more line on every connection, SIGTERM
       closes them cleanly and prints the bytes sent.
 
@@ -538,7 +551,7 @@ def role_expect(args):
         masters = bound(ct_dump(nf), args.helper, args.dport)
         for m in masters:
             i += 1
-            c.errno("create", create_expect(nf, m, 10000 + i % 50000, i % 2),
+            c.errno("create", create_expect(nf, m, 10000 + i % 20000, i % 2),
                     (0, errno.ENOENT))
         if i % 4 == 0 or not masters:
             per = {}
@@ -554,6 +567,74 @@ def role_expect(args):
         time.sleep(args.pause)
     if not c.n.get("create_0"):
         c.wrong("no expectation was created")
+    return c.stats()
+
+
+def one_ct(nf, args):
+    """The conntrack args.src:args.sport -> args.dst:args.dport, or None."""
+    tup = ip_tuple(CTA_TUPLE_ORIG, socket.inet_aton(args.src), socket.inet_aton(args.dst),
+                   args.sport, args.dport)
+    err, got = nf.request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET, tup)
+    return got[0] if not err and got else None
+
+
+def hammer_target(nf, args, c):
+    e = one_ct(nf, args)
+    if e is None or e["helper"] != args.helper:
+        c.wrong("no conntrack %s:%d -> %s:%d bound to %s"
+                % (args.src, args.sport, args.dst, args.dport, args.helper))
+    return e
+
+
+def role_hammer_write(args):
+    c = Counts("hammer-write")
+    nf = Nf()
+    e = hammer_target(nf, args, c)
+    seq = 0
+    deadline = Deadline(args.seconds)
+    while e and deadline:
+        seq += 1
+        c.errno("update", set_info(nf, e, args.helper, pattern(2, e["id"], seq)), (0,))
+    return c.stats()
+
+
+def role_hammer_read(args):
+    c = Counts("hammer-read")
+    nf = Nf()
+    e = hammer_target(nf, args, c)
+    deadline = Deadline(args.seconds)
+    while e and deadline:
+        err, got = ct_get(nf, e)
+        c.errno("get", err, (0,))
+        for g in got:
+            c.info("get", g["id"], g["info"])
+    return c.stats()
+
+
+def role_hammer_policy(args):
+    c = Counts("hammer-policy")
+    r = random.Random(75)
+    deadline = Deadline(args.seconds)
+    with NlSocket(seq_base=r.randrange(1, 1 << 30), timeout=60) as s:
+        while deadline:
+            attrs = nla_str(1, args.helper) + tuple_attr() + policy_attr(
+                [(cl, r.choice(MAXES), r.choice(TIMEOUTS)) for cl in CLASSES])
+            c.errno("update", s.new(attrs).errno, (0,))
+    return c.stats()
+
+
+def role_hammer_expect(args):
+    c = Counts("hammer-expect")
+    nf = Nf()
+    e = hammer_target(nf, args, c)
+    i = 0
+    deadline = Deadline(args.seconds)
+    if e:
+        e.update(src=socket.inet_aton(args.src), dst=socket.inet_aton(args.dst))
+    while e and deadline:
+        i += 1
+        # Ports of their own: the expect role's may still be expected.
+        c.errno("create", create_expect(nf, e, 30000 + i % 30000, i % 2), (0,))
     return c.stats()
 
 
@@ -639,10 +720,11 @@ def role_traffic(args):
     failed = 0
     k = 0
 
-    def connect():
+    def connect(sport=None):
         nonlocal opened, failed
         try:
-            s = socket.create_connection((args.dst, args.port), timeout=30)
+            s = socket.create_connection((args.dst, args.port), timeout=30,
+                                         source_address=("", sport) if sport else None)
         except OSError as e:
             failed += 1
             print("# traffic: connect: %s" % e, flush=True)
@@ -663,7 +745,7 @@ def role_traffic(args):
 
     def send_all():
         nonlocal sent, k, failed
-        for conn in conns:
+        for conn in conns + ([kept] if kept else []):
             k += 1
             line = b"line %d\n" % k
             try:
@@ -673,7 +755,12 @@ def role_traffic(args):
                 failed += 1
                 print("# traffic: send: %s" % e, flush=True)
 
-    while len(conns) < args.conns and not stop:
+    kept = None
+    while args.sport and kept is None and not stop:
+        kept = connect(args.sport)
+        if kept is None:
+            time.sleep(1)
+    while len(conns) + (kept is not None) < args.conns and not stop:
         c = connect()
         if c:
             conns.append(c)
@@ -693,7 +780,7 @@ def role_traffic(args):
                 if c:
                     conns.append(c)
         time.sleep(args.interval)
-    for conn in conns:
+    for conn in conns + ([kept] if kept else []):
         close(conn)
     print("stats role=traffic bytes=%d connections=%d failures=%d"
           % (sent, opened, failed), flush=True)
@@ -711,7 +798,9 @@ def main():
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--pause", type=float, default=0.05)
     p.add_argument("--ready")
+    p.add_argument("--src")
     p.add_argument("--dst")
+    p.add_argument("--sport", type=int)
     p.add_argument("--port", type=int, default=2400)
     p.add_argument("--conns", type=int, default=4)
     p.add_argument("--interval", type=float, default=0.05)
@@ -719,6 +808,8 @@ def main():
     args = p.parse_args()
     roles = {"setup": role_setup, "listen": role_listen, "ct-update": role_ct_update,
              "ct-read": role_ct_read, "policy": role_policy, "expect": role_expect,
+             "hammer-write": role_hammer_write, "hammer-read": role_hammer_read,
+             "hammer-policy": role_hammer_policy, "hammer-expect": role_hammer_expect,
              "final": role_final, "traffic": role_traffic}
     sys.exit(roles[args.role](args))
 
