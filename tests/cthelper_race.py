@@ -575,7 +575,7 @@ def one_ct(nf, args):
     tup = ip_tuple(CTA_TUPLE_ORIG, socket.inet_aton(args.src), socket.inet_aton(args.dst),
                    args.sport, args.dport)
     err, got = nf.request(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET, tup)
-    return got[0] if not err and got else None
+    return ct_entry(got[0][4:]) if not err and got else None
 
 
 def hammer_target(nf, args, c):
