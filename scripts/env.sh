@@ -4,6 +4,13 @@
 # NFNL_CTHELPER_CACHE  where kernel sources and builds are kept
 #                      (default: ~/.cache/nfnl-cthelper)
 # KDIR                 a kernel build tree to use instead of the cached one
+# NFNL_KERNEL_FLAVOUR  which test kernel scripts/build-kernel builds and
+#                      scripts/vm boots: "debug" (the default: KASAN,
+#                      lockdep, kmemleak, as tests/config asks) or NAME, for
+#                      which the fragment scripts/NAME.config is applied
+#                      after the others and wins over them ("kcsan":
+#                      scripts/kcsan.config).  A new flavour is just a new
+#                      fragment file.
 
 NFNL_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NFNL_CACHE=${NFNL_CTHELPER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nfnl-cthelper}
@@ -25,17 +32,41 @@ nfnl_kernel_version() {
 		nfnl_die "linux-source-6.12 is not installed: run scripts/setup"
 }
 
-# Everything that changes the built kernel goes into the cache key.
+NFNL_FLAVOUR=${NFNL_KERNEL_FLAVOUR:-debug}
+case $NFNL_FLAVOUR in
+debug) ;;
+*[!a-z0-9_-]* | -*) nfnl_die "NFNL_KERNEL_FLAVOUR=$NFNL_FLAVOUR: not a flavour name" ;;
+*)
+	[ -f "$NFNL_TOP/scripts/$NFNL_FLAVOUR.config" ] ||
+		nfnl_die "NFNL_KERNEL_FLAVOUR=$NFNL_FLAVOUR: no scripts/$NFNL_FLAVOUR.config" ;;
+esac
+
+# The configuration fragments, in the order they are applied: for the same
+# option, a later fragment wins over an earlier one.
+NFNL_FRAGMENTS=("$NFNL_TOP/scripts/base.config" "$NFNL_TOP/tests/config")
+[ "$NFNL_FLAVOUR" = debug ] || NFNL_FRAGMENTS+=("$NFNL_TOP/scripts/$NFNL_FLAVOUR.config")
+
+# Everything that changes the built kernel goes into the cache key.  The
+# default flavour's key hashes exactly what it always has, so that its
+# existing builds stay valid; only another flavour adds its name and
+# fragment.
 nfnl_kernel_key() {
 	{
 		nfnl_kernel_version
 		cat "$NFNL_TOP/scripts/base.config" "$NFNL_TOP/tests/config"
+		if [ "$NFNL_FLAVOUR" != debug ]; then
+			echo "flavour $NFNL_FLAVOUR"
+			cat "$NFNL_TOP/scripts/$NFNL_FLAVOUR.config"
+		fi
 		clang --version | head -n1
 		rustc --version
 		bindgen --version
 	} | sha256sum | cut -c1-12
 }
 
+# build/VERSION-KEY for the default flavour, build/VERSION-FLAVOUR-KEY else.
 nfnl_kernel_builddir() {
-	echo "$NFNL_CACHE/build/$(nfnl_kernel_version)-$(nfnl_kernel_key)"
+	local flavour=
+	[ "$NFNL_FLAVOUR" = debug ] || flavour=$NFNL_FLAVOUR-
+	echo "$NFNL_CACHE/build/$(nfnl_kernel_version)-$flavour$(nfnl_kernel_key)"
 }
