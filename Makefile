@@ -21,7 +21,10 @@ endif
 export RUSTUP_TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' $(CURDIR)/rust-toolchain.toml)
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) LLVM=1
+# A tree scripts/build-kernel built with another LLVM toolchain (a flavour's
+# "# nfnl: LLVM=-16") says so in nfnl-llvm: its modules need the same.
+NFNL_LLVM := $(or $(shell cat $(KDIR)/nfnl-llvm 2>/dev/null),1)
+KBUILD_ARGS := -C $(KDIR) M=$(CURDIR) LLVM=$(NFNL_LLVM)
 
 all: modules
 

@@ -46,6 +46,25 @@ esac
 NFNL_FRAGMENTS=("$NFNL_TOP/scripts/base.config" "$NFNL_TOP/tests/config")
 [ "$NFNL_FLAVOUR" = debug ] || NFNL_FRAGMENTS+=("$NFNL_TOP/scripts/$NFNL_FLAVOUR.config")
 
+# Kbuild's LLVM= for the kernel and its modules: 1 (clang, ld.lld, ... from
+# PATH), unless the flavour's fragment names another toolchain on a line
+# "# nfnl: LLVM=-16" (clang-16, ld.lld-16, ...).
+NFNL_LLVM=1
+if [ "$NFNL_FLAVOUR" != debug ]; then
+	NFNL_LLVM=$(sed -n 's/^# nfnl: LLVM=\(.*\)$/\1/p' "$NFNL_TOP/scripts/$NFNL_FLAVOUR.config" | tail -n 1)
+	NFNL_LLVM=${NFNL_LLVM:-1}
+fi
+
+# The clang that LLVM=$NFNL_LLVM means.
+nfnl_clang() {
+	case $NFNL_LLVM in
+	1) echo clang ;;
+	-*) echo "clang$NFNL_LLVM" ;;
+	*/) echo "${NFNL_LLVM}clang" ;;
+	*) nfnl_die "LLVM=$NFNL_LLVM: not a toolchain this script knows" ;;
+	esac
+}
+
 # Everything that changes the built kernel goes into the cache key.  The
 # default flavour's key hashes exactly what it always has, so that its
 # existing builds stay valid; only another flavour adds its name and
@@ -57,6 +76,7 @@ nfnl_kernel_key() {
 		if [ "$NFNL_FLAVOUR" != debug ]; then
 			echo "flavour $NFNL_FLAVOUR"
 			cat "$NFNL_TOP/scripts/$NFNL_FLAVOUR.config"
+			[ "$NFNL_LLVM" = 1 ] || "$(nfnl_clang)" --version | head -n1
 		fi
 		clang --version | head -n1
 		rustc --version
