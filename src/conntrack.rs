@@ -359,12 +359,11 @@ impl Conn {
     pub fn help(&self) -> Option<&HelpExt> {
         // SAFETY: By the type invariants, `self` is a valid conntrack.
         let help = unsafe { bindings::cthelper_shim_nfct_help(self.0.get()) };
-        // SAFETY: A conntrack's extensions move only when one is added (`nf_ct_ext_add()`,
-        // which may reallocate them), which only the code creating the conntrack does, before
-        // it is confirmed, and never while it runs one of the conntrack's helper callbacks, the
-        // only places a `&Conn` exists; so the extension stays put for the borrow of `self`.
-        // `HelpExt` is transparent.
+        // Extensions move only when one is added (`nf_ct_ext_add()` may reallocate them), which
+        // only the code creating a conntrack does, never while it runs one of its helper
+        // callbacks, the only places a `&Conn` exists.
         // INVARIANT: `help` is the extension of this conntrack, valid as long as the borrow.
+        // SAFETY: So the extension stays put for the borrow of `self`; `HelpExt` is transparent.
         unsafe { help.cast::<HelpExt>().as_ref() }
     }
 
@@ -378,10 +377,10 @@ impl Conn {
     /// update or of the other. A conntrack template has no lock, and is copied as in C.
     pub fn help_data(&self) -> Option<[u8; HELP_DATA_LEN]> {
         let mut data = [0u8; HELP_DATA_LEN];
+        // The callbacks that reach this (`to_nlattr` from ctnetlink dumps and events and from the
+        // nfqueue and nflog glue) never run with `ct->lock` held, which the shim takes.
         // SAFETY: By the type invariants, `self` is a valid conntrack; `data` is writable for
-        // its length, which the shim checks against `sizeof(help->data)`. The callbacks that
-        // reach this (`to_nlattr` from ctnetlink dumps and events and from the nfqueue and
-        // nflog glue) never run with `ct->lock` held, which the shim takes.
+        // its length, which the shim checks against `sizeof(help->data)`.
         let found = unsafe {
             bindings::cthelper_shim_help_data_read(self.0.get(), data.as_mut_ptr(), data.len())
         };
@@ -656,10 +655,9 @@ impl<const ID: u8> Helper<ID> {
             .policies
             .get()
             .cast::<bindings::nf_conntrack_expect_policy>();
+        // The subsystem mutex serialises writers; no reference to the shared policy is formed.
         // SAFETY: By the type invariants, `class` indexes a policy in use, in our allocation.
-        // The limits are aligned integers written whole (`WRITE_ONCE()`), which readers read
-        // whole; no reference to the shared policy is formed. The subsystem mutex serialises
-        // writers.
+        // The limits are aligned integers written whole (`WRITE_ONCE()`), read whole.
         unsafe {
             let p = policies.add(class);
             core::ptr::write_volatile(addr_of_mut!((*p).max_expected), max_expected);

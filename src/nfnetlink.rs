@@ -172,10 +172,10 @@ impl Info<'_> {
     ///
     /// Returns what nfnetlink expects back from the callback (`-EINTR` once the dump started).
     pub fn dump_start<D: Dump>(&self) -> Result {
+        // The shim records this module as the dump's owner, so the module (and
+        // `dump_callback::<D>`) stays loaded while the dump runs.
         // SAFETY: `sk`, `skb` and `nlh` are those of the message being handled (type
-        // invariants), as `netlink_dump_start()` requires; the shim records this module as the
-        // dump's owner, so the module (and `dump_callback::<D>`) stays loaded while the dump
-        // runs.
+        // invariants), as `netlink_dump_start()` requires.
         to_result(unsafe {
             bindings::cthelper_shim_netlink_dump_start(
                 self.raw.sk,
