@@ -150,7 +150,7 @@ queue_guest_speed() {
 # alone (none of them uses a conntrack helper): an SCTP transfer fails when
 # it outlasts its listener's `timeout 60`, and the UDP race when the second
 # packet is sent after nf_queue released the first (held 1 s).  When only
-# these fail, each is retried once, alone, with those times 5 times longer
+# these fail, each is retried once, alone, with those times 10 times longer
 # (nft_queue_slow.sh): the retry decides.  Any other subtest that fails, or
 # one that never finished, fails nft_queue.sh at once.
 NFT_QUEUE_TIMING_BOUND="test_sctp_forward test_sctp_output test_udp_ct_race"
@@ -173,25 +173,26 @@ nfnl_subtest()
 	ret=0
 	echo "nfnl-subtest: started: $*"
 	"$@"
-	echo "nfnl-subtest: ret=$ret after $((SECONDS - t0)) s: $*"
+	printf '\nnfnl-subtest: ret=%s after %s s: %s\n' "$ret" "$((SECONDS - t0))" "$*"
 	[ "$ret" != 0 ] || ret=$ret_before
 }
 EOF_SUBTEST
-	sed -E -e 's/^(\s*timeout )60( ip netns exec "\$ns2" socat -u SCTP-LISTEN)/\1300\2/' \
-		-e 's/^(\s*timeout )10( ip netns exec "\$ns[23]" socat UDP-LISTEN)/\150\2/' \
-		-e 's/(nf_queue -q 12 -d )1000 /\15000 /' \
-		-e 's/^(\s*busywait )10000( output_files_written)/\150000\2/' \
+	sed -E -e 's/^(\s*timeout )60( ip netns exec "\$ns2" socat -u SCTP-LISTEN)/\1600\2/' \
+		-e 's/^(\s*timeout )10( ip netns exec "\$ns[23]" socat UDP-LISTEN)/\1100\2/' \
+		-e 's/(nf_queue -q 12 -d )1000 /\110000 /' \
+		-e 's/^(\s*busywait )10000( output_files_written)/\1100000\2/' \
 		"$f" > "$1/nft_queue_slow.sh" || return 1
 	# All six fixed times were found.
 	[ "$(diff "$f" "$1/nft_queue_slow.sh" | grep -c '^>')" -eq 6 ]
 }
 
 # nft_queue.sh's output FILE: the subtests that failed, one per line, and
-# "unfinished: NAME" for one that started and never ended.
+# "unfinished: NAME" for one that started and never ended.  (A subtest may
+# leave its last line unterminated, hence the markers' leading newline.)
 nft_queue_failed() {
 	sed -n 's/^nfnl-subtest: ret=[1-9][0-9]* after [0-9]* s: //p' "$1"
 	sed -n 's/^nfnl-subtest: started: //p' "$1" | while read -r st; do
-		grep -qF ": $st" <(grep '^nfnl-subtest: ret=' "$1") || echo "unfinished: $st"
+		grep -qxE "nfnl-subtest: ret=[0-9]+ after [0-9]+ s: $st" "$1" || echo "unfinished: $st"
 	done
 }
 
@@ -212,7 +213,7 @@ retry_nft_queue() {
 			echo "nfnl: no time left to retry $st" >> "$out"
 			return 1
 		fi
-		echo "nfnl: retry of $st alone, with its fixed times 5 times longer" >> "$out"
+		echo "nfnl: retry of $st alone, with its fixed times 10 times longer" >> "$out"
 		rout=$(mktemp "$WORK/retry.XXXXXX")
 		(cd "$dir" && NFNL_SUBTESTS=$st exec timeout -k 10 "$left" bash ./nft_queue_slow.sh) \
 			< /dev/null > "$rout" 2>&1 || rc=1
@@ -326,7 +327,7 @@ run_selftest() { # NAME TIMEOUT
 		retried=$(nft_queue_failed "$out" | paste -sd, -)
 		if retry_nft_queue "$dir" "$out"; then
 			rc=0
-			retried="timing-bound subtests failed, then passed when retried with 5 times the time: $retried"
+			retried="timing-bound subtests failed, then passed when retried with 10 times the time: $retried"
 		else
 			retried=
 		fi
