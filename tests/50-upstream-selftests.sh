@@ -171,7 +171,7 @@ nfnl_subtest()
 	case " ${NFNL_SUBTESTS:-$1} " in *" $1 "*) ;; *) return 0 ;; esac
 	local ret_before=$ret t0=$SECONDS
 	ret=0
-	echo "nfnl-subtest: started: $*"
+	printf '\nnfnl-subtest: started: %s\n' "$*"
 	"$@"
 	printf '\nnfnl-subtest: ret=%s after %s s: %s\n' "$ret" "$((SECONDS - t0))" "$*"
 	[ "$ret" != 0 ] || ret=$ret_before
@@ -186,13 +186,17 @@ EOF_SUBTEST
 	[ "$(diff "$f" "$1/nft_queue_slow.sh" | grep -c '^>')" -eq 6 ]
 }
 
-# nft_queue.sh's output FILE: the subtests that failed, one per line, and
-# "unfinished: NAME" for one that started and never ended.  (A subtest may
-# leave its last line unterminated, hence the markers' leading newline.)
+# The output FILE of the instrumented nft_queue.sh in DIR: the subtests that
+# failed (upstream's ret set), one per line, and "unfinished: NAME" for each
+# subtest of the script that has no result line (it never started, or the
+# script exited or was killed in it).  A subtest may leave its last line
+# unterminated, hence the markers' leading newline.
 nft_queue_failed() {
-	sed -n 's/^nfnl-subtest: ret=[1-9][0-9]* after [0-9]* s: //p' "$1"
-	sed -n 's/^nfnl-subtest: started: //p' "$1" | while read -r st; do
-		grep -qxE "nfnl-subtest: ret=[0-9]+ after [0-9]+ s: $st" "$1" || echo "unfinished: $st"
+	local dir=$1 out=$2 st
+	sed -n 's/^nfnl-subtest: ret=[1-9][0-9]* after [0-9]* s: //p' "$out"
+	sed -n 's/^nfnl_subtest //p' "$dir/nft_queue.sh" | while IFS= read -r st; do
+		sed -n 's/^nfnl-subtest: ret=[0-9]* after [0-9]* s: //p' "$out" | grep -qxF -- "$st" ||
+			echo "unfinished: $st"
 	done
 }
 
@@ -201,7 +205,7 @@ nft_queue_failed() {
 # other failure returns 1 without retrying.  The retries' output goes to OUT.
 retry_nft_queue() {
 	local dir=$1 out=$2 failed st fn left rc=0 rout
-	failed=$(nft_queue_failed "$out")
+	failed=$(nft_queue_failed "$dir" "$out")
 	[ -n "$failed" ] || return 1
 	while read -r st; do
 		fn=${st%% *}
@@ -319,12 +323,19 @@ run_selftest() { # NAME TIMEOUT
 
 	NS_BEFORE=$(ip netns list 2>/dev/null | awk '{print $1}')
 	t0=$SECONDS
-	(cd "$dir" && exec timeout -k 10 "$tmo" bash "./$name") < /dev/null > "$out" 2>&1
+	(cd "$dir" && exec env -u NFNL_SUBTESTS timeout -k 10 "$tmo" bash "./$name") < /dev/null > "$out" 2>&1
 	rc=$?
 	reap_netns
 	retried=
+	# Upstream's verdict is the exit status, but a subtest that exits the
+	# script does so with the wrapper's ret, which may be 0: every subtest
+	# must also have its result line.
+	if [ "$name" = nft_queue.sh ] && [ "$rc" = 0 ] && [ -n "$(nft_queue_failed "$dir" "$out")" ]; then
+		rc=1
+		echo "nfnl: exit status 0, but: $(nft_queue_failed "$dir" "$out" | paste -sd, -)" >> "$out"
+	fi
 	if [ "$name" = nft_queue.sh ] && [ "$rc" = 1 ]; then
-		retried=$(nft_queue_failed "$out" | paste -sd, -)
+		retried=$(nft_queue_failed "$dir" "$out" | paste -sd, -)
 		if retry_nft_queue "$dir" "$out"; then
 			rc=0
 			retried="timing-bound subtests failed, then passed when retried with 10 times the time: $retried"
@@ -360,7 +371,7 @@ run_selftest() { # NAME TIMEOUT
 		t_fail "$name # exit=$rc${extra:+; $extra}"
 		;;
 	esac
-	show "$out" 160
+	show "$out" "$([ "$name" = nft_queue.sh ] && echo 400 || echo 80)"
 	echo "($name took $((SECONDS - t0)) s)" | t_diag
 	[ "$rc" = 0 ] || [ -z "$vrf" ] || echo "note: $vrf" | t_diag
 	[ -z "$speed" ] || echo "guest speed: $speed" | t_diag
