@@ -719,12 +719,23 @@ def role_traffic(args):
     opened = 0
     failed = 0
     k = 0
+    # Every connection comes from a source port of its own, below the
+    # ephemeral range, 1000 per run (the last digit of --sport tells the
+    # runs apart).  A port the kernel picked again would give a new
+    # conntrack the tuple of an old one, and ct-update, which finds its
+    # conntracks by tuple (CT_NEW does not look at CTA_ID), would then write
+    # the old conntrack's pattern into the new one: "foreign" data that no
+    # kernel code wrote.
+    next_sport = [20000 + ((args.sport or 0) % 10) * 1000]
 
     def connect(sport=None):
         nonlocal opened, failed
+        if sport is None:
+            sport = next_sport[0]
+            next_sport[0] += 1
         try:
             s = socket.create_connection((args.dst, args.port), timeout=30,
-                                         source_address=("", sport) if sport else None)
+                                         source_address=("", sport))
         except OSError as e:
             failed += 1
             print("# traffic: connect: %s" % e, flush=True)
