@@ -4,8 +4,13 @@
 #
 #   awk -f tests/kcsan-reports.awk [-v mode=summary|print|rest] [-v only=RE] LOG
 #
-# A report runs from its "BUG: KCSAN: " line to the next line of '='s.  It
-# is ours when its text names nfnl_cthelper.ko: a stack frame tagged
+# A report runs from its "BUG: KCSAN: " line to the next line of '='s.  Its
+# class comes from the stacks of its racing accesses only, and of an access
+# made in an interrupt only the frames down to the interrupt entry
+# (asm_sysvec_*, asm_common_interrupt, asm_exc_*): below it is the code the
+# interrupt happened to stop, which took no part in the race, and neither
+# did the locks the report lists as held.  It is ours when those frames
+# name nfnl_cthelper.ko: a stack frame tagged
 # [nfnl_cthelper], a C shim (cthelper_shim_*) or a Rust symbol of the crate
 # (v0-mangled, "8cthelper"); cmod when it names the upstream C module
 # ([nfnetlink_cthelper]; its functions are called nfnl_cthelper_* too,
@@ -43,7 +48,7 @@ function flush(   cls) {
 	inrep = 0
 	if (only != "" && phase !~ only)
 		return
-	cls = classify(body)
+	cls = classify(racing)
 	n++
 	count[cls]++
 	if (mode == "print")
@@ -71,6 +76,8 @@ BEGIN {
 		flush()
 		inrep = 1
 		body = line "\n"
+		racing = line "\n"
+		instack = 0
 		next
 	}
 	if (inrep) {
@@ -79,6 +86,19 @@ BEGIN {
 			next
 		}
 		body = body line "\n"
+		# "read to 0x... of 8 bytes by task 163 on cpu 0:", "write (marked)
+		# to ... by interrupt on cpu 1:", "race at unknown origin, with read
+		# to ...:": an access's stack follows, up to a blank line.
+		if (line ~ /bytes by (task [0-9]+|interrupt) on cpu [0-9]+:$/) {
+			instack = 1
+			next
+		}
+		if (line ~ /^[ \t]*$/)
+			instack = 0
+		else if (instack && line ~ /^ *asm_(sysvec_|common_interrupt|exc_)/)
+			instack = 0
+		else if (instack)
+			racing = racing line "\n"
 		next
 	}
 	if (mode == "rest" && line !~ /^====================+$/)
