@@ -656,13 +656,17 @@ impl<const ID: u8> Helper<ID> {
             .get()
             .cast::<bindings::nf_conntrack_expect_policy>();
         // The subsystem mutex serialises writers; no reference to the shared policy is formed.
-        // SAFETY: By the type invariants, `class` indexes a policy in use, in our allocation.
-        // The limits are aligned integers written whole (`WRITE_ONCE()`), read whole.
+        // The shim writes under `nf_conntrack_expect_lock`, which the conntrack core holds
+        // while it reads the limits, and with `WRITE_ONCE()` for the dumps' `READ_ONCE()`.
+        // SAFETY: By the type invariants, `class` indexes a policy in use, in our allocation,
+        // valid for as long as `self`.
         unsafe {
-            let p = policies.add(class);
-            core::ptr::write_volatile(addr_of_mut!((*p).max_expected), max_expected);
-            core::ptr::write_volatile(addr_of_mut!((*p).timeout), timeout);
-        }
+            bindings::cthelper_shim_expect_policy_set_limits(
+                policies.add(class),
+                max_expected,
+                timeout,
+            )
+        };
     }
 
     /// `refcount_dec_if_one(&helper->refcnt)`: drops the registration's reference only when

@@ -12,6 +12,7 @@
 #include <linux/refcount.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <net/netfilter/nf_conntrack.h>
+#include <net/netfilter/nf_conntrack_core.h>
 #include <net/netfilter/nf_conntrack_helper.h>
 
 #include "shims.h"
@@ -82,6 +83,24 @@ bool cthelper_shim_help_data_write(struct nf_conn *ct, const u8 *data, size_t le
 bool cthelper_shim_helper_refcount_dec_if_one(struct nf_conntrack_helper *helper)
 {
 	return refcount_dec_if_one(&helper->refcnt);
+}
+
+/*
+ * The conntrack core reads a helper's expectation policies with plain loads
+ * under nf_conntrack_expect_lock (__nf_ct_expect_check(), nf_ct_expect_insert(),
+ * nf_ct_remove_expectations() and friends).  An update writes the limits under
+ * that lock too, so that no such read races with it; dumps, which read under
+ * RCU only, get each limit whole (READ_ONCE() there, WRITE_ONCE() here).
+ * Upstream C writes them with no lock at all; KCSAN reports that race.
+ */
+void cthelper_shim_expect_policy_set_limits(struct nf_conntrack_expect_policy *policy,
+					    unsigned int max_expected,
+					    unsigned int timeout)
+{
+	spin_lock_bh(&nf_conntrack_expect_lock);
+	WRITE_ONCE(policy->max_expected, max_expected);
+	WRITE_ONCE(policy->timeout, timeout);
+	spin_unlock_bh(&nf_conntrack_expect_lock);
 }
 
 static struct nf_conntrack_helper *helper_of(struct hlist_node *node)
