@@ -249,8 +249,9 @@ impl HelperView {
     /// A copy of `helper->expect_policy[class]`, for `class < expect_classes()`.
     ///
     /// The limits are read with `READ_ONCE()` semantics, one field at a time: an update that
-    /// runs meanwhile may be seen for one field and not the other, as by the conntrack core
-    /// (which reads them with plain loads) and in C.
+    /// runs meanwhile may be seen for one field and not the other, as by a dump of the C
+    /// module. (The conntrack core reads them under `nf_conntrack_expect_lock`, which our
+    /// updates take: it sees both or neither.)
     pub fn expect_policy(&self, class: usize) -> Option<ExpectPolicy> {
         if class >= self.expect_classes() {
             return None;

@@ -86,9 +86,9 @@ bool cthelper_shim_helper_refcount_dec_if_one(struct nf_conntrack_helper *helper
 }
 
 /*
- * The conntrack core reads a helper's expectation policies with plain loads
- * under nf_conntrack_expect_lock (__nf_ct_expect_check(), nf_ct_expect_insert(),
- * nf_ct_remove_expectations() and friends).  An update writes the limits under
+ * The conntrack core reads a helper's expectation limits with plain loads
+ * under nf_conntrack_expect_lock (__nf_ct_expect_check() and
+ * evict_oldest_expect(), nf_ct_expect_insert()).  An update writes the limits under
  * that lock too, so that no such read races with it; dumps, which read under
  * RCU only, get each limit whole (READ_ONCE() there, WRITE_ONCE() here).
  * Upstream C writes them with no lock at all; KCSAN reports that race.

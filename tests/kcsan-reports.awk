@@ -6,10 +6,12 @@
 #
 # A report runs from its "BUG: KCSAN: " line to the next line of '='s.  Its
 # class comes from the stacks of its racing accesses only, and of an access
-# made in an interrupt only the frames down to the interrupt entry
-# (asm_sysvec_*, asm_common_interrupt, asm_exc_*): below it is the code the
-# interrupt happened to stop, which took no part in the race, and neither
-# did the locks the report lists as held.  It is ours when those frames
+# made in an interrupt or a softirq only the frames down to its entry
+# (asm_sysvec_*, asm_common_interrupt, asm_spurious_interrupt,
+# __do_softirq, handle_softirqs): below it is the code the interrupt
+# happened to stop, or the local_bh_enable() that ran pending softirqs,
+# which took no part in the race, and neither did the locks the report
+# lists as held.  It is ours when those frames
 # name nfnl_cthelper.ko: a stack frame tagged
 # [nfnl_cthelper], a C shim (cthelper_shim_*) or a Rust symbol of the crate
 # (v0-mangled, "8cthelper"); cmod when it names the upstream C module
@@ -27,6 +29,7 @@
 # mode=rest: the log without the reports (for the other splat checks)
 
 function strip(s) {
+	sub(/\r$/, "", s)
 	sub(/^(# )+/, "", s)
 	sub(/^\[ *[0-9]+\.[0-9]+\] /, "", s)
 	return s
@@ -95,7 +98,7 @@ BEGIN {
 		}
 		if (line ~ /^[ \t]*$/)
 			instack = 0
-		else if (instack && line ~ /^ *asm_(sysvec_|common_interrupt|exc_)/)
+		else if (instack && line ~ /^ *(asm_(sysvec_|common_interrupt|spurious_interrupt)|__do_softirq\+|handle_softirqs\+)/)
 			instack = 0
 		else if (instack)
 			racing = racing line "\n"
