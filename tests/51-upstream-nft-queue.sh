@@ -7,6 +7,11 @@
 # alone are retried once with more time when they fail (see
 # NFT_QUEUE_TIMING_BOUND there).  The budget is the limit below, which
 # tests/run-guest reads, less 30 s.
+#
+# Long mode only (scripts/hardening-long): it takes 6 to 12 minutes on a
+# TCG guest, more than the rest of the default run's helper tests
+# together, and exercises NFQUEUE rather than a conntrack helper.
+# nfnl-mode: long
 # nfnl-timeout: 1800
 limit=$(sed -n 's/^# nfnl-timeout: \([0-9][0-9]*\)$/\1/p' "$0")
 UPSTREAM_SELFTESTS=nft_queue.sh:$((limit - 600)) \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Unload under traffic, UNLOAD_CYCLES times (default 10): insmod ->
-# create helpers (nfct) -> an nft ct helper object in a server namespace
+# Unload under traffic, UNLOAD_CYCLES times (default 4, two of each kind
+# below; scripts/hardening-long runs 100): insmod -> create helpers
+# (nfct) -> an nft ct helper object in a server namespace
 # pins one of them (module refcount > 0) -> TCP flows through the helper
 # rule, leaving live conntracks bound to it (the helper is disabled, so the
 # conntracks get confirmed with helper=ftp attached; nfct only creates
@@ -16,7 +17,7 @@
 # module's exit path to unregister.
 . "$(dirname "$0")/lib.sh"
 
-CYCLES=${UNLOAD_CYCLES:-10}
+CYCLES=${UNLOAD_CYCLES:-4}
 CLI=cth-ucli-$$
 SRV=cth-usrv-$$
 CLI_ADDR=192.0.2.1

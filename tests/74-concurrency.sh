@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Concurrent writers and readers of a user-space helper's shared state, for
-# CONCURRENCY_SECONDS (default 10) per module, ours and then the upstream C
-# one (CONCURRENCY_MODULES="rust c").  On the debug kernel it checks the
-# outcomes; on the KCSAN flavour (scripts/hardening-long) the same run is
-# what KCSAN watches.
+# CONCURRENCY_SECONDS (default 10) per module in CONCURRENCY_MODULES: ours
+# ("rust", the default) and the upstream C one ("c").  On the debug kernel
+# it checks the outcomes; on the KCSAN flavour (scripts/hardening-long,
+# which runs "rust c") the same run is what KCSAN watches, and the C
+# module's run shows the test's checks hold for upstream as well (about
+# 110 s of TCG guest time, hence not in the default run).
 #
 # A client namespace keeps four TCP connections to a server namespace busy
 # (tests/cthelper_race.py traffic, each replaced now and then); an nft ct
@@ -41,7 +43,7 @@
 
 DURATION=${CONCURRENCY_SECONDS:-10}
 HAMMER=${CONCURRENCY_HAMMER_SECONDS:-$(((DURATION + 1) / 2))}
-MODULES=${CONCURRENCY_MODULES:-rust c}
+MODULES=${CONCURRENCY_MODULES:-rust}
 HELPER=kc_tcp
 PORT=2400
 Q1=5
