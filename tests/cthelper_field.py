@@ -301,8 +301,10 @@ class Agent:
                  + ip_tuple(CTA_EXPECT_TUPLE, v, src, dst, 0, int(dport))
                  + ip_tuple(CTA_EXPECT_MASK, v, ones, ones, 0, 0xFFFF)
                  + nla_be32(CTA_EXPECT_CLASS, int(cls)))
+        # ctnetlink parses the tuples by the nfgenmsg family
         err, _ = self.nf.request(NFNL_SUBSYS_CTNETLINK_EXP, IPCTNL_MSG_EXP_NEW, attrs,
-                                 NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
+                                 NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
+                                 family=AF_INET if v == 4 else AF_INET6)
         return errword(err)
 
     def cmd_expects(self, sport):
