@@ -300,6 +300,10 @@ queue_case() {
 	t_fa "$m" q:en4 "q) enable inet helper" ok new field inet tcp status=1
 	t_fa "$m" q:en6 "q) enable inet6 helper" ok new field inet6 tcp status=1
 	q_phase "$m" "moved" "4:v4 6:v6" "v4 helper=field" "v6 helper=field" keep
+	# A late ACK of the last round trip (delayed ACKs wait up to 200 ms)
+	# must not count as queued after the move.
+	snooze 0.5
+	fa qstats
 	t_fa "$m" q:move "q) update: inet6 helper to queue 8 while the flows go on" ok \
 		new field inet6 tcp queue=8
 	t_fa "$m" q:table "q) table after the update" \
