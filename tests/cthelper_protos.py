@@ -56,6 +56,12 @@ PROG = 0x20000161
 RPC_UDP_PORT = 4101
 RPC_TCP_PORT = 4102
 PMAPPROG, PMAPVERS, PMAPPROC_SET, PMAPPROC_GETPORT = 100000, 2, 1, 3
+SANE_PORT, SANE_DATA_PORT = 6566, 4105
+TNS_PORT, TNS_DATA_PORT = 1521, 4106
+AMANDA_PORT, AMANDA_DATA_PORTS = 10080, (4107, 4108, 4109)
+SANE_DATA = b"sane-image-data\n"
+TNS_DATA = b"tns-data\n"
+AMANDA_DATA = b"amanda-dump\n"
 IP_TRANSPARENT = 19
 IPV6_TRANSPARENT = 75
 
@@ -279,6 +285,179 @@ def tftp_serve(s, addr6, root):
                              args=(addr6, root, name, peer)).start()
 
 
+# ------------------------------------------------------------------ TCP emulations
+
+
+def serve_accept(s, handler):
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=handler, args=(c,), daemon=True).start()
+
+
+def send_and_close(data):
+    def handler(c):
+        try:
+            c.settimeout(30)
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+            c.recv(16)
+        except OSError:
+            pass
+        finally:
+            c.close()
+    return handler
+
+
+def recv_exact(c, n):
+    data = b""
+    while len(data) < n:
+        chunk = c.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("EOF after %d of %d bytes" % (len(data), n))
+        data += chunk
+    return data
+
+
+def sane_control(c):
+    """saned's part of SANE_NET_START: a request of two words (RPC code 7,
+    handle), answered by status 0, a zero half-word and the data port."""
+    try:
+        c.settimeout(30)
+        code, _handle = struct.unpack("!II", recv_exact(c, 8))
+        if code == 7:
+            c.sendall(struct.pack("!IHHI", 0, 0, SANE_DATA_PORT, 0x1234))
+        c.recv(16)
+    except (OSError, ConnectionError):
+        pass
+    finally:
+        c.close()
+
+
+def tns_redirect_msg(addr, port):
+    data = b"(DESCRIPTION=(ADDRESS=(PROTOCOL=tcp)(HOST=%s)(PORT=%d)))" % (
+        addr.encode(), port)
+    return struct.pack("!HHBBHH", 10 + len(data), 0, 5, 0, 0, len(data)) + data
+
+
+def tns_control(addr):
+    """A listener's answer to a TNS CONNECT: a REDIRECT to the data port."""
+    def handler(c):
+        try:
+            c.settimeout(30)
+            hdr = recv_exact(c, 8)
+            (n,) = struct.unpack_from("!H", hdr)
+            recv_exact(c, max(0, n - 8))
+            if hdr[4] == 1:
+                c.sendall(tns_redirect_msg(addr, TNS_DATA_PORT))
+            c.recv(16)
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            c.close()
+    return handler
+
+
+def amanda_serve(s):
+    """amandad's part: any request is answered with the ports to connect
+    to, as "CONNECT DATA d MESG m INDEX i" on the reply's first line."""
+    while True:
+        msg, peer = s.recvfrom(4096)
+        if msg.startswith(b"Amanda "):
+            s.sendto(b"Amanda 2.6 REP HANDLE 000-00000000 SEQ 1\n"
+                     b"CONNECT DATA %d MESG %d INDEX %d\n"
+                     b"OPTIONS features=nfnl;\n" % AMANDA_DATA_PORTS, peer)
+
+
+def tcp_client(family, server, port, send, timeout):
+    c = socket.socket(family, socket.SOCK_STREAM)
+    c.settimeout(timeout)
+    c.connect((server, port))
+    if send:
+        c.sendall(send)
+    return c
+
+
+def read_all(c, limit=4096):
+    data = b""
+    while len(data) < limit:
+        chunk = c.recv(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def sane_case(family, server, timeout):
+    out = {"dataport": 0}
+    try:
+        c = tcp_client(family, server, SANE_PORT, struct.pack("!II", 7, 0), timeout)
+        try:
+            status, zero, port = struct.unpack("!IHH", recv_exact(c, 8))
+            out["dataport"] = port
+            d = tcp_client(family, server, port, None, timeout)
+            got = read_all(d)
+            d.close()
+        finally:
+            c.close()
+        return got == SANE_DATA and status == 0 and zero == 0, out
+    except Exception as e:
+        out["error"] = "%s:%s" % (type(e).__name__, str(e).replace(" ", "_"))
+        return False, out
+
+
+def tns_case(family, server, timeout):
+    out = {"dataport": 0}
+    body = b"(DESCRIPTION=(CONNECT_DATA=(SERVICE_NAME=nfnl))" \
+           b"(ADDRESS=(PROTOCOL=TCP)(HOST=%s)(PORT=1521)))" % server.encode()
+    connect = struct.pack("!HHBBH", 8 + len(body), 0, 1, 0, 0) + body
+    try:
+        c = tcp_client(family, server, TNS_PORT, connect, timeout)
+        try:
+            hdr = recv_exact(c, 8)
+            (n,) = struct.unpack_from("!H", hdr)
+            rest = recv_exact(c, n - 8)
+            if hdr[4] != 5:
+                raise ValueError("TNS packet type %d, not REDIRECT" % hdr[4])
+            text = rest[2:].decode("latin-1")
+            host = text.split("(HOST=")[1].split(")")[0]
+            port = int(text.split("(PORT=")[1].split(")")[0])
+            out["dataport"] = port
+            d = tcp_client(family, host, port, None, timeout)
+            got = read_all(d)
+            d.close()
+        finally:
+            c.close()
+        return got == TNS_DATA, out
+    except Exception as e:
+        out["error"] = "%s:%s" % (type(e).__name__, str(e).replace(" ", "_"))
+        return False, out
+
+
+def amanda_case(family, server, timeout):
+    """The backup server's side: a request to amandad over UDP, then a TCP
+    connection to the DATA port of its CONNECT reply.  port= is the
+    request's UDP source port."""
+    out = {"port": 0, "dataport": 0}
+    u = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        u.settimeout(timeout)
+        u.connect((server, AMANDA_PORT))
+        out["port"] = u.getsockname()[1]
+        u.send(b"Amanda 2.6 REQ HANDLE 000-00000000 SEQ 1\nSERVICE noop\n")
+        rep = u.recv(4096).decode("latin-1")
+        port = int(rep.split("CONNECT DATA ")[1].split()[0])
+        out["dataport"] = port
+        d = tcp_client(family, server, port, None, timeout)
+        got = read_all(d)
+        d.close()
+        return got == AMANDA_DATA, out
+    except Exception as e:
+        out["error"] = "%s:%s" % (type(e).__name__, str(e).replace(" ", "_"))
+        return False, out
+    finally:
+        u.close()
+
+
 # ------------------------------------------------------------------ discovery
 
 
@@ -415,6 +594,26 @@ def servers(argv):
         t.listen(16)
         threads.append((rpc_serve_udp, u))
         threads.append((rpc_serve_tcp, t))
+    def listen(family, addr, port):
+        t = socket.socket(family, socket.SOCK_STREAM)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind((addr, port))
+        t.listen(16)
+        return t
+
+    accepts = []
+    for family, addr in ((socket.AF_INET, a.addr), (socket.AF_INET6, a.addr6)):
+        accepts.append((listen(family, addr, SANE_PORT), sane_control))
+        accepts.append((listen(family, addr, SANE_DATA_PORT), send_and_close(SANE_DATA)))
+        accepts.append((listen(family, addr, TNS_PORT), tns_control(addr)))
+        accepts.append((listen(family, addr, TNS_DATA_PORT), send_and_close(TNS_DATA)))
+        for port in AMANDA_DATA_PORTS:
+            accepts.append((listen(family, addr, port), send_and_close(AMANDA_DATA)))
+    am = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    am.bind((a.addr, AMANDA_PORT))
+    threads.append((amanda_serve, am))
+    for t, handler in accepts:
+        threading.Thread(target=serve_accept, args=(t, handler), daemon=True).start()
     tf = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     tf.bind((a.addr6, 69))
     socks = group_sockets(a.dev)
@@ -435,11 +634,16 @@ def run_case(words, results, i):
     name, tmo = words[0], float(words[1])
     ok, out = False, {}
     try:
+        family = socket.AF_INET6 if name.endswith("6") else socket.AF_INET
         if name.startswith("rpc-"):
-            family = socket.AF_INET6 if name.endswith("6") else socket.AF_INET
             ok, out = rpc_case(family, name[4:7], words[2], tmo)
+        elif name.startswith("sane"):
+            ok, out = sane_case(family, words[2], tmo)
+        elif name.startswith("tns"):
+            ok, out = tns_case(family, words[2], tmo)
+        elif name.startswith("amanda"):
+            ok, out = amanda_case(family, words[2], tmo)
         else:
-            family = socket.AF_INET6 if name.endswith("6") else socket.AF_INET
             base = name if name == "dhcpv6" else name[:-1]
             ok, out = discovery_case(base, family, words[2], words[3], tmo)
     except Exception as e:
