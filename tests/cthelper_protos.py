@@ -55,6 +55,11 @@ import time
 PROG = 0x20000161
 RPC_UDP_PORT = 4101
 RPC_TCP_PORT = 4102
+# The Python client asks for a second program, so that its expectations
+# never coincide with rpcinfo's.
+PROG2 = PROG + 1
+RPC2_UDP_PORT = 4111
+RPC2_TCP_PORT = 4112
 PMAPPROG, PMAPVERS, PMAPPROC_SET, PMAPPROC_GETPORT = 100000, 2, 1, 3
 SANE_PORT, SANE_DATA_PORT = 6566, 4105
 TNS_PORT, TNS_DATA_PORT = 1521, 4106
@@ -143,13 +148,16 @@ def recv_record(s):
     return data
 
 
-def rpc_exchange(family, proto, addr, port, msg, timeout):
-    """Send msg, return the reply.  TCP: one segment, record mark first."""
+def rpc_exchange(family, proto, addr, port, msg, timeout, out=None):
+    """Send msg, return the reply.  TCP: one segment, record mark first.
+    out["ctlport"]: the local port used."""
     if proto == "tcp":
         s = socket.socket(family, socket.SOCK_STREAM)
         s.settimeout(timeout)
         try:
             s.connect((addr, port))
+            if out is not None:
+                out["ctlport"] = s.getsockname()[1]
             s.sendall(struct.pack("!I", 0x80000000 | len(msg)) + msg)
             return recv_record(s)
         finally:
@@ -158,6 +166,8 @@ def rpc_exchange(family, proto, addr, port, msg, timeout):
     s.settimeout(timeout)
     try:
         s.sendto(msg, (addr, port))
+        if out is not None:
+            out["ctlport"] = s.getsockname()[1]
         return s.recvfrom(65536)[0]
     finally:
         s.close()
@@ -190,11 +200,13 @@ def rpc_serve_tcp(s):
 
 
 def rpc_register():
-    """PMAPPROC_SET of PROG v1 for UDP and TCP at rpcbind on loopback."""
+    """PMAPPROC_SET of PROG and PROG2 v1 for UDP and TCP at rpcbind on
+    loopback."""
     deadline = time.monotonic() + 120
-    for prot, port in ((17, RPC_UDP_PORT), (6, RPC_TCP_PORT)):
+    for prog, prot, port in ((PROG, 17, RPC_UDP_PORT), (PROG, 6, RPC_TCP_PORT),
+                             (PROG2, 17, RPC2_UDP_PORT), (PROG2, 6, RPC2_TCP_PORT)):
         while True:
-            args = struct.pack("!4I", PROG, 1, prot, port)
+            args = struct.pack("!4I", prog, 1, prot, port)
             xid = 0x5E70 + prot
             try:
                 res = rpc_reply_result(rpc_exchange(
@@ -212,15 +224,15 @@ def rpc_register():
 
 def rpc_case(family, ctl, server, timeout):
     """GETPORT over ctl, then a NULL call over the same transport."""
-    out = {"getport": 0}
+    out = {"getport": 0, "ctlport": 0}
     xid = int.from_bytes(os.urandom(4), "big") | 1
     prot = 6 if ctl == "tcp" else 17
-    args = struct.pack("!4I", PROG, 1, prot, 0)
+    args = struct.pack("!4I", PROG2, 1, prot, 0)
     try:
         res = rpc_reply_result(rpc_exchange(
             family, ctl, server, 111,
             rpc_call_msg(xid, PMAPPROG, PMAPVERS, PMAPPROC_GETPORT, args),
-            timeout), xid)
+            timeout, out), xid)
         port = struct.unpack("!I", res[:4])[0]
         out["getport"] = port
         if port == 0:
@@ -228,7 +240,7 @@ def rpc_case(family, ctl, server, timeout):
             return False, out
         xid += 2
         rpc_reply_result(rpc_exchange(family, ctl, server, port,
-                                      rpc_call_msg(xid, PROG, 1, 0), timeout), xid)
+                                      rpc_call_msg(xid, PROG2, 1, 0), timeout), xid)
         return True, out
     except Exception as e:
         out["error"] = "%s:%s" % (type(e).__name__, str(e).replace(" ", "_"))
@@ -527,12 +539,12 @@ def relay(args):
                     o.bind(peer[:2])
                     o.sendto(msg, (g4, port))
                 else:
-                    o.setsockopt(socket.SOL_IPV6, IPV6_TRANSPARENT, 1)
+                    o.setsockopt(socket.IPPROTO_IPV6, IPV6_TRANSPARENT, 1)
                     o.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, out_idx)
                     o.bind(peer[:2])
                     o.sendto(msg, (g6, port, 0, out_idx))
                 log("relayed %s from %s" % (name, peer[:2]))
-            except OSError as e:
+            except Exception as e:  # keep relaying the other queries
                 log("relay %s from %s: %s" % (name, peer[:2], e))
             finally:
                 o.close()
@@ -586,14 +598,16 @@ def servers(argv):
     a = p.parse_args(argv)
     threads = []
     for family, addr in ((socket.AF_INET, a.addr), (socket.AF_INET6, a.addr6)):
-        u = socket.socket(family, socket.SOCK_DGRAM)
-        u.bind((addr, RPC_UDP_PORT))
-        t = socket.socket(family, socket.SOCK_STREAM)
-        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        t.bind((addr, RPC_TCP_PORT))
-        t.listen(16)
-        threads.append((rpc_serve_udp, u))
-        threads.append((rpc_serve_tcp, t))
+        for uport, tport in ((RPC_UDP_PORT, RPC_TCP_PORT),
+                             (RPC2_UDP_PORT, RPC2_TCP_PORT)):
+            u = socket.socket(family, socket.SOCK_DGRAM)
+            u.bind((addr, uport))
+            t = socket.socket(family, socket.SOCK_STREAM)
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            t.bind((addr, tport))
+            t.listen(16)
+            threads.append((rpc_serve_udp, u))
+            threads.append((rpc_serve_tcp, t))
     def listen(family, addr, port):
         t = socket.socket(family, socket.SOCK_STREAM)
         t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
