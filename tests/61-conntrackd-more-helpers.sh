@@ -437,10 +437,12 @@ run_cases() {
 	local -A pid
 	RESULT=()
 	rm -f "$WORK/tftp.out"
-	ip netns exec "$CLI" timeout $((tmo + 2)) rpcinfo -u "$SRV_ADDR" "$PROG" 1 \
+	# rpcinfo cannot succeed through conntrackd's rpc helper (see
+	# phase()): the short timeout in every phase.
+	ip netns exec "$CLI" timeout $((FAIL_TIMEOUT + 2)) rpcinfo -u "$SRV_ADDR" "$PROG" 1 \
 		> "$WORK/rpcinfo-u4.out" 2>&1 &
 	pid[u]=$!
-	ip netns exec "$CLI" timeout $((tmo + 2)) rpcinfo -t "$SRV_ADDR" "$PROG" 1 \
+	ip netns exec "$CLI" timeout $((FAIL_TIMEOUT + 2)) rpcinfo -t "$SRV_ADDR" "$PROG" 1 \
 		> "$WORK/rpcinfo-t4.out" 2>&1 &
 	pid[t]=$!
 	ip netns exec "$CLI" curl -sS --tftp-no-options --max-time "$tmo" \
@@ -458,6 +460,7 @@ run_cases() {
 		[ "$line" = END ] && break
 		RESULT[$(kv "$line" case)]=$line
 	done
+	echo "# agent's cases done at ${SECONDS}s"
 	for c in u t; do
 		if wait "${pid[$c]}" &&
 		   [[ $(< "$WORK/rpcinfo-${c}4.out") == *"program $PROG version 1 ready and waiting"* ]]; then
@@ -466,6 +469,7 @@ run_cases() {
 			RESULT[rpcinfo-${c}4]="case=rpcinfo-${c}4 result=fail out=$(tr ' \n' '_|' < "$WORK/rpcinfo-${c}4.out")"
 		fi
 	done
+	echo "# rpcinfo done at ${SECONDS}s"
 	if wait "$pid_c" && [ -f "$WORK/tftp.out" ] &&
 	   [ "$(< "$WORK/tftp.out")" = "$(< "$WORK/root/$FILE")" ]; then
 		RESULT[tftp6]="case=tftp6 result=ok"
@@ -530,10 +534,11 @@ phase() {
 		if [ "$c" = amanda4 ]; then
 			amanda_port "$m" "$tag" "$from"
 		fi
-		if [ "$want" = ok ] && [ "$c" = rpcinfo-u4 ]; then
-			# rpcinfo -u asks rpcbind version 4 (RPCBPROC_GETADDR), which
-			# conntrackd's rpc helper does not parse (portmapper version 2
-			# GETPORT only): recorded and compared, not asserted.
+		if [ "$want" = ok ] && [[ $c == rpcinfo-* ]]; then
+			# rpcinfo -u and -t ask rpcbind version 4 (RPCBPROC_GETADDR,
+			# over UDP and TCP), which conntrackd's rpc helper does not
+			# parse (portmapper version 2 GETPORT only): recorded and
+			# compared, not asserted.
 			echo "# [$m] $tag: $c (rpcbind v4 GETADDR, not parsed by conntrackd's rpc helper): ${RESULT[$c]:-no result}; expectation: $exp"
 			t_eq "[$m] $tag: $c: no expectation (GETADDR is not GETPORT)" no "$exp"
 		elif [ "$want" = ok ] && [ "$c" = amanda4 ]; then
@@ -667,6 +672,10 @@ EV_PID=$!
 
 run_module rust
 run_module c
+
+# What conntrackd 1.4.7's helpers cannot do with any module.
+t_skip "tns over IPv6: conntrackd 1.4.7's tns helper reads the redirect's HOST= only as a dotted IPv4 address"
+t_skip "amanda over IPv6: conntrackd 1.4.7's amanda helper reads an IPv4 header (ihl) and mangles IPv4 only"
 
 while IFS= read -r key; do
 	[ "${key%%:*}" = rust ] || continue

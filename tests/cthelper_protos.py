@@ -647,6 +647,7 @@ def servers(argv):
 def run_case(words, results, i):
     name, tmo = words[0], float(words[1])
     ok, out = False, {}
+    start = time.monotonic()
     try:
         family = socket.AF_INET6 if name.endswith("6") else socket.AF_INET
         if name.startswith("rpc-"):
@@ -662,6 +663,7 @@ def run_case(words, results, i):
             ok, out = discovery_case(base, family, words[2], words[3], tmo)
     except Exception as e:
         out = {"error": "%s:%s" % (type(e).__name__, str(e).replace(" ", "_"))}
+    out["secs"] = "%.1f" % (time.monotonic() - start)
     words_out = ["case=%s" % name, "result=%s" % ("ok" if ok else "fail")]
     words_out += ["%s=%s" % kv for kv in out.items()]
     results[i] = " ".join(words_out)
