@@ -438,11 +438,13 @@ run_cases() {
 	RESULT=()
 	rm -f "$WORK/tftp.out"
 	# rpcinfo cannot succeed through conntrackd's rpc helper (see
-	# phase()): the short timeout in every phase.
-	ip netns exec "$CLI" timeout $((FAIL_TIMEOUT + 2)) rpcinfo -u "$SRV_ADDR" "$PROG" 1 \
+	# phase()): the short timeout in every phase.  SIGKILL: libtirpc
+	# blocks every signal while it connects, so rpcinfo -t would sit out
+	# all of TCP's SYN retries (over 2 minutes) before a SIGTERM.
+	ip netns exec "$CLI" timeout -s KILL $((FAIL_TIMEOUT + 2)) rpcinfo -u "$SRV_ADDR" "$PROG" 1 \
 		> "$WORK/rpcinfo-u4.out" 2>&1 &
 	pid[u]=$!
-	ip netns exec "$CLI" timeout $((FAIL_TIMEOUT + 2)) rpcinfo -t "$SRV_ADDR" "$PROG" 1 \
+	ip netns exec "$CLI" timeout -s KILL $((FAIL_TIMEOUT + 2)) rpcinfo -t "$SRV_ADDR" "$PROG" 1 \
 		> "$WORK/rpcinfo-t4.out" 2>&1 &
 	pid[t]=$!
 	ip netns exec "$CLI" curl -sS --tftp-no-options --max-time "$tmo" \
