@@ -6,11 +6,15 @@ runs one long-lived process:
 
   cthelper_protos.py servers --addr A --addr6 A6 --dev DEV --root DIR
                              --ready FILE
-      In the server namespace, next to a real rpcbind: registers the test
-      RPC program (PROG, version 1) with rpcbind through portmapper
-      version 2 PMAPPROC_SET over loopback, for UDP port RPC_UDP_PORT and
-      TCP port RPC_TCP_PORT, and answers any call to it (NULL procedure:
-      an accepted, successful reply) on both ports, over IPv4 and IPv6;
+      In the server namespace, next to a real rpcbind: registers two test
+      RPC programs (PROG for rpcinfo, PROG2 for our client, version 1)
+      with rpcbind through portmapper version 2 PMAPPROC_SET over
+      loopback, for UDP and TCP, and answers any call to them (NULL
+      procedure: an accepted, successful reply), over IPv4 and IPv6;
+      emulations of saned (SANE_NET_START answered with a data port), of
+      an Oracle TNS listener (a CONNECT answered by a REDIRECT naming the
+      data port) and of amandad (a UDP request answered by "CONNECT DATA
+      d MESG m INDEX i"), each with listeners on its data ports;
       a minimal read-only TFTP server on [A6]:69 (each RRQ answered from a
       new port); and the responders of the multicast discovery protocols,
       joined to their groups on DEV: each answers a query with a unicast
@@ -33,8 +37,8 @@ runs one long-lived process:
       one line per case, "case=NAME result=ok|fail port=P ...", then END.
       The cases of a line run concurrently.  Each case's first word after
       its name is its timeout:
-        rpc-tcp4 | rpc-udp6 | rpc-tcp6 SERVER
-            portmapper v2 GETPORT of PROG over TCP / UDP to SERVER:111,
+        rpc-udp4 | rpc-tcp4 | rpc-udp6 | rpc-tcp6 SERVER
+            portmapper v2 GETPORT of PROG2 over UDP / TCP to SERVER:111,
             then a NULL call to the port it returned, over the same
             transport (a connection to a new port: RELATED only through
             the rpc helper's expectation).
@@ -42,6 +46,9 @@ runs one long-lived process:
             a query to the protocol's multicast group from SRC (a global
             address, so that the reply can be routed), then waits for the
             unicast reply.
+        sane4 | sane6 | tns4 | amanda4 SERVER
+            the control exchange, then a TCP connection to the data port
+            it named, which must deliver the server's data.
 """
 
 import os
