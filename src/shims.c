@@ -103,6 +103,22 @@ void cthelper_shim_expect_policy_set_limits(struct nf_conntrack_expect_policy *p
 	spin_unlock_bh(&nf_conntrack_expect_lock);
 }
 
+/*
+ * A helper's expectation policies, in an allocation of their own as in
+ * nfnl_cthelper_parse_expect_policy(): kcalloc() of exactly the classes
+ * used, so that the helper itself fits kmalloc-192 (with the policies
+ * inside it, kmalloc-512).  Zeroed.
+ */
+struct nf_conntrack_expect_policy *cthelper_shim_expect_policy_alloc(unsigned int classes)
+{
+	return kcalloc(classes, sizeof(struct nf_conntrack_expect_policy), GFP_KERNEL);
+}
+
+void cthelper_shim_expect_policy_free(struct nf_conntrack_expect_policy *policy)
+{
+	kfree(policy);
+}
+
 static struct nf_conntrack_helper *helper_of(struct hlist_node *node)
 {
 	return node ? hlist_entry(node, struct nf_conntrack_helper, hnode) : NULL;

@@ -22,6 +22,8 @@ bool cthelper_shim_helper_refcount_dec_if_one(struct nf_conntrack_helper *helper
 void cthelper_shim_expect_policy_set_limits(struct nf_conntrack_expect_policy *policy,
 					    unsigned int max_expected,
 					    unsigned int timeout);
+struct nf_conntrack_expect_policy *cthelper_shim_expect_policy_alloc(unsigned int classes);
+void cthelper_shim_expect_policy_free(struct nf_conntrack_expect_policy *policy);
 struct nf_conntrack_helper *cthelper_shim_helper_hash_first_rcu(unsigned int bucket);
 struct nf_conntrack_helper *
 cthelper_shim_helper_hash_next_rcu(const struct nf_conntrack_helper *helper);
