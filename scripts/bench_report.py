@@ -195,7 +195,8 @@ def functions(ko):
             funcs[cur][1].append(m.group(1))
             continue
         m = re.match(r"^\s+[0-9a-f]+:\s+(\S+)(.*)", line)
-        if m:
+        # Alignment padding after the last instruction is not code.
+        if m and not re.match(r"(nop|xchg\s+%ax,%ax|data16|cs nop|int3)", m.group(1) + m.group(2)):
             funcs[cur][0] += 1
             t = re.search(r"\bcall\s+[0-9a-f]+ <([^+>]+)>", line)
             if t and t.group(1) != cur:
