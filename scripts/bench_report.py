@@ -52,11 +52,15 @@ def fmt(v):
     return "%.2f" % v
 
 
-def med_range(vals):
+def fmt_ratio(v):
+    return "missing" if v is None else "%.3f" % v
+
+
+def med_range(vals, f=fmt):
     if not vals:
         return None, "missing"
     m = statistics.median(vals)
-    return m, "%s (%s–%s)" % (fmt(m), fmt(min(vals)), fmt(max(vals)))
+    return m, "%s (%s–%s)" % (f(m), f(min(vals)), f(max(vals)))
 
 
 def ratio(a, b):
@@ -108,19 +112,22 @@ def main():
         cm, cs = med_range(vals(metric, "c"))
         rm, rs = med_range(vals(metric, "rust"))
         r = ratio(rm, cm)
-        return "| %s | %s | %s | %s | %s | %s |" % (
-            label, unit, cs, rs, fmt(r) if r is not None else "missing", verdict(r, op, goal))
+        c, rr = data[metric]["c"], data[metric]["rust"]
+        pairs = [rr[k] / c[k] for k in c if k in rr and c[k]]
+        _, ps = med_range(pairs, fmt_ratio)
+        return "| %s | %s | %s | %s | %s | %s | %s |" % (
+            label, unit, cs, rs, fmt_ratio(r), ps, verdict(r, op, goal))
 
     rounds = max((len(d) for md in data.values() for d in md.values()), default=0)
     print("rounds: %d per module, alternating C, Rust; %s" % (rounds, "; ".join(info[:2])))
     print()
-    print("| metric | unit | C median (min–max) | Rust median (min–max) | Rust/C | goal |")
-    print("|---|---|---|---|---|---|")
+    print("| metric | unit | C median (min–max) | Rust median (min–max) | Rust/C | Rust/C of each round: median (min–max) | goal |")
+    print("|---|---|---|---|---|---|---|")
     for metric, label, unit in CP:
         print(row(metric, label.format(n=n, dels=dels), unit, ">=", 1.0))
     dm = [statistics.median(vals(k, m)) if vals(k, m) else None
           for k in ("dump_msgs", "dump_bytes", "dump_datagrams") for m in ("c", "rust")]
-    print("| dump: helper messages / bytes / datagrams (C; Rust) | count | %s / %s / %s | %s / %s / %s | | exactly %s, once each (checked) |"
+    print("| dump: helper messages / bytes / datagrams | count | %s / %s / %s | %s / %s / %s | | | exactly %s, once each (checked) |"
           % (fmt(dm[0]), fmt(dm[2]), fmt(dm[4]), fmt(dm[1]), fmt(dm[3]), fmt(dm[5]), n))
     for proto, plabel, unit in PKT:
         for case, clabel in CASES:
@@ -131,18 +138,20 @@ def main():
               "bytes", "<=", 1.0))
     print(row("module_size", "module size loaded (/proc/modules)", "bytes", "<=", 1.5)
           .rsplit("|", 2)[0] + "| (information) |")
+    print(row("mem_per_helper_all", "slab growth per helper, all caches", "bytes", "<=", 1.0)
+          .rsplit("|", 2)[0] + "| (information) |")
     for i, part in enumerate(("text", "data", "bss")):
         c = sizes.get("c", (None,) * 3)[i]
         r = sizes.get("rust", (None,) * 3)[i]
         rr = ratio(r, c)
-        print("| .ko %s (`size`) | bytes | %s | %s | %s | %s |" % (
-            part, fmt(c), fmt(r), fmt(rr) if rr is not None else "missing",
+        print("| .ko %s (`size`) | bytes | %s | %s | %s | | %s |" % (
+            part, fmt(c), fmt(r), fmt_ratio(rr),
             verdict(rr, "<=", 1.5) if part == "text" else "(information)"))
     if helpfn:
         c = helpfn.get("c", ["missing"])
         r = helpfn.get("rust", ["missing"])
-        print("| help(): instructions (objdump -d), whole function | count | %s | %s | %s | (information) |"
-              % (c[0], r[0], fmt(ratio(float(r[0]), float(c[0]))) if c[0] != "missing" and r[0] != "missing" else "missing"))
+        print("| help(): instructions (objdump -d), with the module's functions it calls | count | %s | %s | %s | | (information) |"
+              % (c[0], r[0], fmt_ratio(ratio(float(r[0]), float(c[0]))) if c[0] != "missing" and r[0] != "missing" else "missing"))
     print()
     print("Packet path and connections, as a ratio to the same module's baseline (median of the rounds):")
     print()
@@ -156,13 +165,13 @@ def main():
                 rs = [data["pkt_%s_%s" % (proto, case)][m][k] / data[base][m][k]
                       for k in data[base][m]
                       if k in data["pkt_%s_%s" % (proto, case)][m] and data[base][m][k]]
-                cells.append(fmt(statistics.median(rs)) if rs else "missing")
+                cells.append(fmt_ratio(statistics.median(rs)) if rs else "missing")
             print("| %s: %s | %s | %s |" % (plabel, clabel, cells[0], cells[1]))
     cells = []
     for m in ("c", "rust"):
         rs = [data["conn_helper"][m][k] / data["conn_base"][m][k] for k in data["conn_base"][m]
               if k in data["conn_helper"][m] and data["conn_base"][m][k]]
-        cells.append(fmt(statistics.median(rs)) if rs else "missing")
+        cells.append(fmt_ratio(statistics.median(rs)) if rs else "missing")
     print("| connections: helper-bound rule | %s | %s |" % tuple(cells))
     slab = [i for i in info[2:]]
     if slab:
