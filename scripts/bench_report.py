@@ -36,7 +36,7 @@ PKT = [
 CASES = [
     ("base", "no helper rule (baseline)"),
     ("disabled", "helper disabled (help() -> ACCEPT)"),
-    ("bypass", "enabled, nobody on the queue (QUEUE|BYPASS)"),
+    ("bypass", "enabled, nobody on the queue (QUEUE + BYPASS)"),
     ("listener", "enabled, listener accepting everything"),
 ]
 
@@ -44,6 +44,8 @@ CASES = [
 def fmt(v):
     if v is None:
         return "missing"
+    if float(v).is_integer():
+        return "{:,}".format(int(v))
     a = abs(v)
     if a >= 100:
         return "{:,.0f}".format(v)
