@@ -368,6 +368,21 @@ impl Conn {
         unsafe { help.cast::<HelpExt>().as_ref() }
     }
 
+    /// `rcu_dereference(nfct_help(ct)->helper)`: the conntrack's helper, `None` without a
+    /// helper extension or without a helper. One call into C where [`Conn::help`] and
+    /// [`HelpExt::helper`] make two: it is what the `help` callback needs for every packet.
+    pub fn helper<'a>(&'a self, _rcu: &'a RcuGuard) -> Option<&'a HelperView> {
+        // SAFETY: By the type invariants, `self` is a valid conntrack, and we are in an RCU
+        // read-side critical section, as `rcu_dereference` requires.
+        let helper = unsafe { bindings::cthelper_shim_nfct_helper_rcu(self.0.get()) };
+        if helper.is_null() {
+            return None;
+        }
+        // SAFETY: A helper reached under RCU stays registered until the critical section
+        // ends, which outlives `'a`.
+        Some(unsafe { HelperView::from_raw(helper) })
+    }
+
     /// A copy of the helper's private data area (`help->data`), `None` without a helper
     /// extension.
     ///

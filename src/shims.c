@@ -29,6 +29,18 @@ cthelper_shim_help_helper_rcu(const struct nf_conn_help *help)
 }
 
 /*
+ * Both of the above in one call, for the help() callback, which runs for
+ * every packet of a helped connection: NULL without a helper extension or
+ * without a helper.
+ */
+struct nf_conntrack_helper *cthelper_shim_nfct_helper_rcu(const struct nf_conn *ct)
+{
+	struct nf_conn_help *help = nfct_help(ct);
+
+	return help ? rcu_dereference(help->helper) : NULL;
+}
+
+/*
  * The helper's private data area, copied whole.  C reads and writes it with
  * no common lock: ctnetlink (IPCTNL_MSG_CT_NEW, under its mutex) and nfqueue
  * verdicts carrying NFQA_CT (under RCU only) write it; ctnetlink dumps and
