@@ -368,6 +368,21 @@ impl Conn {
         unsafe { help.cast::<HelpExt>().as_ref() }
     }
 
+    /// `rcu_dereference(nfct_help(ct)->helper)`: the conntrack's helper, `None` without a
+    /// helper extension or without a helper. One call into C where [`Conn::help`] and
+    /// [`HelpExt::helper`] make two: it is what the `help` callback needs for every packet.
+    pub fn helper<'a>(&'a self, _rcu: &'a RcuGuard) -> Option<&'a HelperView> {
+        // SAFETY: By the type invariants, `self` is a valid conntrack, and we are in an RCU
+        // read-side critical section, as `rcu_dereference` requires.
+        let helper = unsafe { bindings::cthelper_shim_nfct_helper_rcu(self.0.get()) };
+        if helper.is_null() {
+            return None;
+        }
+        // SAFETY: A helper reached under RCU stays registered until the critical section
+        // ends, which outlives `'a`.
+        Some(unsafe { HelperView::from_raw(helper) })
+    }
+
     /// A copy of the helper's private data area (`help->data`), `None` without a helper
     /// extension.
     ///
@@ -523,8 +538,10 @@ pub struct HelperConfig<'a> {
 
 /// A conntrack helper owned by this module, registered with conntrack for its whole life.
 ///
-/// Its expectation policies live in the same allocation, so `expect_policy` never dangles and
-/// updating them allocates nothing. What changes after registration (flags, queue number,
+/// Its expectation policies are an allocation of their own, of exactly the classes in use (as
+/// the C module's `kcalloc()`), owned by the helper through `expect_policy` and freed after
+/// unregistration: the helper then fits a smaller kmalloc bucket, and updating the policies
+/// allocates nothing. What changes after registration (flags, queue number,
 /// policy limits) is written only by the setters, which take the proof that the nfnetlink mutex
 /// of subsystem `ID` is held: writers are serialised by it, and a read-modify-write of the flags
 /// under it cannot lose an update. Readers on other CPUs see each field whole.
@@ -532,14 +549,14 @@ pub struct HelperConfig<'a> {
 /// # Invariants
 ///
 /// `raw` is registered with `nf_conntrack_helper_register()`, and its `expect_policy` points to
-/// `policies`, of which the first `expect_class_max + 1` entries are in use. Its flags, queue
-/// number and policy limits are only written with the mutex of nfnetlink subsystem `ID` held.
+/// `expect_class_max + 1` policies from `cthelper_shim_expect_policy_alloc()`, which only this
+/// helper refers to besides conntrack and which it frees after unregistering; `expect_policy`
+/// is never written after registration. Its flags, queue number and policy limits are only
+/// written with the mutex of nfnetlink subsystem `ID` held.
 #[pin_data(PinnedDrop)]
 pub struct Helper<const ID: u8> {
     #[pin]
     raw: Opaque<bindings::nf_conntrack_helper>,
-    #[pin]
-    policies: Opaque<[bindings::nf_conntrack_expect_policy; MAX_EXPECT_CLASSES]>,
 }
 
 // SAFETY: The helper is shared with conntrack, which reads it from any CPU. The fields that
@@ -567,20 +584,22 @@ impl<const ID: u8> Helper<ID> {
             {
                 return Err(EINVAL);
             }
-            // SAFETY: `slot` is valid for writes of a `Self`; both fields are `Opaque`.
+            // SAFETY: `slot` is valid for writes of a `Self`; the field is `Opaque`.
             let raw = unsafe { Opaque::raw_get(addr_of!((*slot).raw)) };
-            // SAFETY: As above.
-            let policies = unsafe { Opaque::raw_get(addr_of!((*slot).policies)) };
-            // SAFETY: All-zero is a valid (empty) helper and valid policies, as the C
-            // implementation's `kzalloc()` relies on.
-            unsafe {
-                raw.write(core::mem::zeroed());
-                policies.write(core::mem::zeroed());
+            // SAFETY: All-zero is a valid (empty) helper, as the C implementation's `kzalloc()`
+            // relies on.
+            unsafe { raw.write(core::mem::zeroed()) };
+            // The number of classes is 1 to `MAX_EXPECT_CLASSES`, checked above.
+            // SAFETY: A plain allocation; zeroed policies are valid (empty names, no limits).
+            let policies = unsafe {
+                bindings::cthelper_shim_expect_policy_alloc(config.policies.len() as c_uint)
+            };
+            if policies.is_null() {
+                return Err(ENOMEM);
             }
-            let policies = policies.cast::<bindings::nf_conntrack_expect_policy>();
             for (i, p) in config.policies.iter().enumerate() {
-                // SAFETY: `i < MAX_EXPECT_CLASSES`, checked above; nothing else refers to the
-                // policies before registration.
+                // SAFETY: `policies` holds `config.policies.len()` policies, `i` indexes one;
+                // nothing else refers to them before registration.
                 let dst = unsafe { &mut *policies.add(i) };
                 dst.name = p.name.0;
                 dst.max_expected = p.max_expected;
@@ -611,9 +630,14 @@ impl<const ID: u8> Helper<ID> {
                 None
             };
             // SAFETY: The helper is fully initialised at its final, pinned address, which stays
-            // valid until `PinnedDrop` unregisters it; its policies live beside it.
+            // valid until `PinnedDrop` unregisters it; so do its policies, which it owns.
             // INVARIANT: Registered on success, with `expect_policy` pointing to `policies`.
-            to_result(unsafe { bindings::nf_conntrack_helper_register(raw) })
+            let ret = to_result(unsafe { bindings::nf_conntrack_helper_register(raw) });
+            if ret.is_err() {
+                // SAFETY: Not registered: nothing but this closure refers to the policies.
+                unsafe { bindings::cthelper_shim_expect_policy_free(policies) };
+            }
+            ret
         };
         // SAFETY: On success the closure initialised every field; on error it registered
         // nothing, so the memory may be freed; the helper is never moved after registration.
@@ -652,15 +676,14 @@ impl<const ID: u8> Helper<ID> {
         if class >= self.view().expect_classes() {
             return;
         }
-        let policies = self
-            .policies
-            .get()
-            .cast::<bindings::nf_conntrack_expect_policy>();
+        // SAFETY: `expect_policy` is set before registration and never written after (type
+        // invariants).
+        let policies = unsafe { (*self.raw.get()).expect_policy }.cast_mut();
         // The subsystem mutex serialises writers; no reference to the shared policy is formed.
         // The shim writes under `nf_conntrack_expect_lock`, which the conntrack core holds
         // while it reads the limits, and with `WRITE_ONCE()` for the dumps' `READ_ONCE()`.
-        // SAFETY: By the type invariants, `class` indexes a policy in use, in our allocation,
-        // valid for as long as `self`.
+        // SAFETY: By the type invariants, `class` indexes a policy in use, in the helper's own
+        // allocation, valid for as long as `self`.
         unsafe {
             bindings::cthelper_shim_expect_policy_set_limits(
                 policies.add(class),
@@ -690,5 +713,11 @@ impl<const ID: u8> PinnedDrop for Helper<ID> {
         // readers and detaches it from every conntrack and expectation, so the memory may be
         // freed once this returns.
         unsafe { bindings::nf_conntrack_helper_unregister(self.raw.get()) };
+        // SAFETY: Unregistered: conntrack no longer reads the policies (as above), and by the
+        // type invariants nothing else refers to them; `expect_policy` was never written after
+        // registration.
+        unsafe {
+            bindings::cthelper_shim_expect_policy_free((*self.raw.get()).expect_policy.cast_mut())
+        };
     }
 }

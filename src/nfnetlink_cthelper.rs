@@ -116,10 +116,8 @@ struct UserspaceCthelper;
 impl HelperOps for UserspaceCthelper {
     /// C: `nfnl_userspace_cthelper()`.
     fn help(ct: &conntrack::Conn, rcu: &RcuGuard) -> u32 {
-        let Some(help) = ct.help() else {
-            return rules::NF_DROP;
-        };
-        let Some(helper) = help.helper(rcu) else {
+        // No helper extension, or no helper in it: NF_DROP either way, as in C.
+        let Some(helper) = ct.helper(rcu) else {
             return rules::NF_DROP;
         };
         rules::help_verdict(helper.flags(), helper.queue_num())

@@ -29,6 +29,18 @@ cthelper_shim_help_helper_rcu(const struct nf_conn_help *help)
 }
 
 /*
+ * Both of the above in one call, for the help() callback, which runs for
+ * every packet of a helped connection: NULL without a helper extension or
+ * without a helper.
+ */
+struct nf_conntrack_helper *cthelper_shim_nfct_helper_rcu(const struct nf_conn *ct)
+{
+	struct nf_conn_help *help = nfct_help(ct);
+
+	return help ? rcu_dereference(help->helper) : NULL;
+}
+
+/*
  * The helper's private data area, copied whole.  C reads and writes it with
  * no common lock: ctnetlink (IPCTNL_MSG_CT_NEW, under its mutex) and nfqueue
  * verdicts carrying NFQA_CT (under RCU only) write it; ctnetlink dumps and
@@ -101,6 +113,22 @@ void cthelper_shim_expect_policy_set_limits(struct nf_conntrack_expect_policy *p
 	WRITE_ONCE(policy->max_expected, max_expected);
 	WRITE_ONCE(policy->timeout, timeout);
 	spin_unlock_bh(&nf_conntrack_expect_lock);
+}
+
+/*
+ * A helper's expectation policies, in an allocation of their own as in
+ * nfnl_cthelper_parse_expect_policy(): kcalloc() of exactly the classes
+ * used, so that the helper itself fits kmalloc-192 (with the policies
+ * inside it, kmalloc-512).  Zeroed.
+ */
+struct nf_conntrack_expect_policy *cthelper_shim_expect_policy_alloc(unsigned int classes)
+{
+	return kcalloc(classes, sizeof(struct nf_conntrack_expect_policy), GFP_KERNEL);
+}
+
+void cthelper_shim_expect_policy_free(struct nf_conntrack_expect_policy *policy)
+{
+	kfree(policy);
 }
 
 static struct nf_conntrack_helper *helper_of(struct hlist_node *node)

@@ -16,12 +16,15 @@
 struct nf_conn_help *cthelper_shim_nfct_help(const struct nf_conn *ct);
 struct nf_conntrack_helper *
 cthelper_shim_help_helper_rcu(const struct nf_conn_help *help);
+struct nf_conntrack_helper *cthelper_shim_nfct_helper_rcu(const struct nf_conn *ct);
 bool cthelper_shim_help_data_read(const struct nf_conn *ct, u8 *data, size_t len);
 bool cthelper_shim_help_data_write(struct nf_conn *ct, const u8 *data, size_t len);
 bool cthelper_shim_helper_refcount_dec_if_one(struct nf_conntrack_helper *helper);
 void cthelper_shim_expect_policy_set_limits(struct nf_conntrack_expect_policy *policy,
 					    unsigned int max_expected,
 					    unsigned int timeout);
+struct nf_conntrack_expect_policy *cthelper_shim_expect_policy_alloc(unsigned int classes);
+void cthelper_shim_expect_policy_free(struct nf_conntrack_expect_policy *policy);
 struct nf_conntrack_helper *cthelper_shim_helper_hash_first_rcu(unsigned int bucket);
 struct nf_conntrack_helper *
 cthelper_shim_helper_hash_next_rcu(const struct nf_conntrack_helper *helper);
