@@ -378,8 +378,10 @@ impl Conn {
         if helper.is_null() {
             return None;
         }
-        // SAFETY: A helper reached under RCU stays registered until the critical section
-        // ends, which outlives `'a`.
+        // SAFETY: A helper reached under RCU may be unhashed meanwhile, but its memory and
+        // policies are not freed before the critical section ends, which outlives `'a`:
+        // `nf_conntrack_helper_unregister()` waits for a grace period before its owner may free
+        // them.
         Some(unsafe { HelperView::from_raw(helper) })
     }
 
@@ -540,11 +542,12 @@ pub struct HelperConfig<'a> {
 ///
 /// Its expectation policies are an allocation of their own, of exactly the classes in use (as
 /// the C module's `kcalloc()`), owned by the helper through `expect_policy` and freed after
-/// unregistration: the helper then fits a smaller kmalloc bucket, and updating the policies
-/// allocates nothing. What changes after registration (flags, queue number,
-/// policy limits) is written only by the setters, which take the proof that the nfnetlink mutex
-/// of subsystem `ID` is held: writers are serialised by it, and a read-modify-write of the flags
-/// under it cannot lose an update. Readers on other CPUs see each field whole.
+/// unregistration: the module's `ListArc` of a helper is then 184 bytes (kmalloc-192) instead
+/// of 280 (kmalloc-512), and updating the policies allocates nothing. What changes after
+/// registration (flags, queue number, policy limits) is written only by the setters, which
+/// take the proof that the nfnetlink mutex of subsystem `ID` is held: writers are serialised by
+/// it, and a read-modify-write of the flags under it cannot lose an update. Readers on other
+/// CPUs see each field whole.
 ///
 /// # Invariants
 ///
@@ -562,6 +565,7 @@ pub struct Helper<const ID: u8> {
 // SAFETY: The helper is shared with conntrack, which reads it from any CPU. The fields that
 // change after registration are written whole with `WRITE_ONCE()` semantics by setters that
 // require the subsystem mutex (type invariants), and read whole with `READ_ONCE()` semantics.
+// The policies' allocation may be freed from any task: `kfree()` has no task affinity.
 unsafe impl<const ID: u8> Send for Helper<ID> {}
 // SAFETY: See `Send`.
 unsafe impl<const ID: u8> Sync for Helper<ID> {}
@@ -569,9 +573,10 @@ unsafe impl<const ID: u8> Sync for Helper<ID> {}
 impl<const ID: u8> Helper<ID> {
     /// Builds the helper in place and registers it (`nf_conntrack_helper_register()`).
     ///
-    /// `EINVAL` for a configuration out of range; registration errors (`EEXIST` for a helper of
-    /// that name and tuple, `EBUSY` for one that clashes with a kernel helper, ...) are
-    /// returned as they are. Nothing is left registered on error.
+    /// `EINVAL` for a configuration out of range, `ENOMEM` when the policies cannot be
+    /// allocated; registration errors (`EBUSY` for a helper of that name and tuple or one that
+    /// clashes with a kernel helper, `ENOENT`, `EINVAL`) are returned as they are. Nothing is
+    /// left registered or allocated on error.
     pub fn register<'a, T: HelperOps + 'static>(
         config: HelperConfig<'a>,
         module: &'static ThisModule,
@@ -590,7 +595,7 @@ impl<const ID: u8> Helper<ID> {
             // relies on.
             unsafe { raw.write(core::mem::zeroed()) };
             // The number of classes is 1 to `MAX_EXPECT_CLASSES`, checked above.
-            // SAFETY: A plain allocation; zeroed policies are valid (empty names, no limits).
+            // SAFETY: An FFI call with no preconditions.
             let policies = unsafe {
                 bindings::cthelper_shim_expect_policy_alloc(config.policies.len() as c_uint)
             };
@@ -598,8 +603,10 @@ impl<const ID: u8> Helper<ID> {
                 return Err(ENOMEM);
             }
             for (i, p) in config.policies.iter().enumerate() {
-                // SAFETY: `policies` holds `config.policies.len()` policies, `i` indexes one;
-                // nothing else refers to them before registration.
+                // SAFETY: `policies` is non-null (checked), aligned and zeroed by `kcalloc()`,
+                // and all-zero is a valid `nf_conntrack_expect_policy`; it holds
+                // `config.policies.len()` entries and `i` indexes one; nothing else refers to
+                // them before registration.
                 let dst = unsafe { &mut *policies.add(i) };
                 dst.name = p.name.0;
                 dst.max_expected = p.max_expected;
@@ -640,7 +647,7 @@ impl<const ID: u8> Helper<ID> {
             ret
         };
         // SAFETY: On success the closure initialised every field; on error it registered
-        // nothing, so the memory may be freed; the helper is never moved after registration.
+        // nothing and freed the policies it allocated, so the memory may be freed; the helper is never moved after registration.
         unsafe { pin_init_from_closure(init) }
     }
 
@@ -677,7 +684,8 @@ impl<const ID: u8> Helper<ID> {
             return;
         }
         // SAFETY: `expect_policy` is set before registration and never written after (type
-        // invariants).
+        // invariants). It is our own `*mut` allocation, stored as `*const` only because C
+        // declares the field so: writing through it is ours to do.
         let policies = unsafe { (*self.raw.get()).expect_policy }.cast_mut();
         // The subsystem mutex serialises writers; no reference to the shared policy is formed.
         // The shim writes under `nf_conntrack_expect_lock`, which the conntrack core holds
@@ -715,7 +723,8 @@ impl<const ID: u8> PinnedDrop for Helper<ID> {
         unsafe { bindings::nf_conntrack_helper_unregister(self.raw.get()) };
         // SAFETY: Unregistered: conntrack no longer reads the policies (as above), and by the
         // type invariants nothing else refers to them; `expect_policy` was never written after
-        // registration.
+        // registration and is our own `kcalloc()` allocation (`const` only in C's declaration),
+        // freed here once, as `nfnl_cthelper_del()` and `nfnl_cthelper_exit()` do.
         unsafe {
             bindings::cthelper_shim_expect_policy_free((*self.raw.get()).expect_policy.cast_mut())
         };

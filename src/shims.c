@@ -2,9 +2,10 @@
 /*
  * C shims for static inline functions and macros; see shims.h.
  *
- * Nothing here makes a decision: each function is the inline it wraps, so
- * that the Rust abstractions (src/netlink.rs, src/nfnetlink.rs,
- * src/conntrack.rs) can reach it.
+ * Nothing here makes a decision: each function is the inline(s) it names,
+ * with no logic of its own beyond NULL checks and locking, so that the Rust
+ * abstractions (src/netlink.rs, src/nfnetlink.rs, src/conntrack.rs) can
+ * reach them.
  */
 
 #include <linux/module.h>
@@ -118,14 +119,15 @@ void cthelper_shim_expect_policy_set_limits(struct nf_conntrack_expect_policy *p
 /*
  * A helper's expectation policies, in an allocation of their own as in
  * nfnl_cthelper_parse_expect_policy(): kcalloc() of exactly the classes
- * used, so that the helper itself fits kmalloc-192 (with the policies
- * inside it, kmalloc-512).  Zeroed.
+ * used (the Rust side's helper allocation then fits kmalloc-192; see
+ * Helper in conntrack.rs).  Zeroed.
  */
 struct nf_conntrack_expect_policy *cthelper_shim_expect_policy_alloc(unsigned int classes)
 {
 	return kcalloc(classes, sizeof(struct nf_conntrack_expect_policy), GFP_KERNEL);
 }
 
+/* kfree(), as nfnl_cthelper_del() and nfnl_cthelper_exit() do after unregistering. */
 void cthelper_shim_expect_policy_free(struct nf_conntrack_expect_policy *policy)
 {
 	kfree(policy);
