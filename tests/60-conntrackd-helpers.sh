@@ -64,14 +64,6 @@ fi
 APPS="$TESTS_DIR/cthelper_apps.py"
 CLI=cth60-cli-$$
 SRV=cth60-srv-$$
-CLI_ADDR=192.0.2.1
-RTR_CLI_ADDR=192.0.2.254
-RTR_SRV_ADDR=198.51.100.254
-SRV_ADDR=198.51.100.2
-CLI_ADDR6=2001:db8:1::1
-RTR_CLI_ADDR6=2001:db8:1::fe
-RTR_SRV_ADDR6=2001:db8:2::fe
-SRV_ADDR6=2001:db8:2::2
 FTP_QUEUE=5
 TFTP_QUEUE=6
 FTP6_QUEUE=7
@@ -98,23 +90,7 @@ DATA6_PID=
 CTL6_PID=
 declare -A OUTCOME
 
-# sleep without an exec: nobody ever writes to this fifo.
-mkfifo "$WORK/never"
-exec {NEVER_FD}<> "$WORK/never"
-snooze() { read -rt "$1" -u "$NEVER_FD"; true; }
-
-stop_pid() { # PID: TERM, then KILL after 5 s
-	local pid=$1
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for _ in {1..50}; do
-		kill -0 "$pid" 2>/dev/null || break
-		snooze 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	true
-}
+. "$TESTS_DIR/lib-router.sh"
 
 stop_conntrackd() { stop_pid "$CTD_PID"; CTD_PID=; }
 
@@ -144,41 +120,6 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-# We are in the router namespace already.  One ip process per namespace.
-netns_up() {
-	[ "$(ip netns identify $$)" = "$RTR" ] &&
-	ip netns add "$CLI" && ip netns add "$SRV" &&
-	ip -batch - <<-EOF &&
-		link add r0 type veth peer name c0 netns $CLI
-		link add r1 type veth peer name s0 netns $SRV
-		addr add $RTR_CLI_ADDR/24 dev r0
-		addr add $RTR_SRV_ADDR/24 dev r1
-		addr add $RTR_CLI_ADDR6/64 dev r0 nodad
-		addr add $RTR_SRV_ADDR6/64 dev r1 nodad
-		link set lo up
-		link set r0 up
-		link set r1 up
-	EOF
-	ip -n "$CLI" -batch - <<-EOF &&
-		addr add $CLI_ADDR/24 dev c0
-		addr add $CLI_ADDR6/64 dev c0 nodad
-		link set lo up
-		link set c0 up
-		route add default via $RTR_CLI_ADDR
-		route add ::/0 via $RTR_CLI_ADDR6
-	EOF
-	ip -n "$SRV" -batch - <<-EOF &&
-		addr add $SRV_ADDR/24 dev s0
-		addr add $SRV_ADDR6/64 dev s0 nodad
-		link set lo up
-		link set s0 up
-		route add default via $RTR_SRV_ADDR
-		route add ::/0 via $RTR_SRV_ADDR6
-	EOF
-	echo 1 > /proc/sys/net/ipv4/ip_forward &&
-	echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
-}
 
 # The firewall, plus the nft ct helper objects (which need the helpers to
 # exist) and the chain for the rules that attach them.
@@ -276,14 +217,6 @@ helper_states() {
 	echo "$out"
 }
 
-# How many times FILE contains STRING.
-count_in() { # FILE STRING
-	local text rest
-	text=$(< "$1")
-	rest=${text//"$2"/}
-	echo $(((${#text} - ${#rest}) / ${#2}))
-}
-
 start_conntrackd() { # [CONFIG FILE NAME]
 	local n
 	rm -f "$WORK/conntrackd.lock" "$WORK/conntrackd.ctl"
@@ -354,13 +287,6 @@ no_kernel_helpers() {
 	while read -r mod rest; do
 		case $mod in nf_conntrack_ftp | nf_conntrack_tftp) return 1 ;; esac
 	done < /proc/modules
-}
-
-kv() { # LINE KEY: the value of KEY=value in LINE
-	local rest=" $1"
-	case $rest in
-	*" $2="*) rest=${rest#* "$2"=}; echo "${rest%% *}" ;;
-	esac
 }
 
 # Lines of conntrack -E expect since line $1 that match the glob $2.
@@ -721,15 +647,6 @@ ipv6_ctnetlink_case() { # M SPORT
 		} | t_diag
 	fi
 	true
-}
-
-# Packets handed to queue Q so far (its last packet id), 0 when unbound.
-queue_packets() { # Q
-	local q peer total mode range dropped udropped id rest
-	while read -r q peer total mode range dropped udropped id rest; do
-		[ "$q" = "$1" ] && { echo "$id"; return; }
-	done < /proc/net/netfilter/nfnetlink_queue
-	echo 0
 }
 
 # g) IPv6 FTP through conntrackd's ftp helper for inet6: passive (EPSV)

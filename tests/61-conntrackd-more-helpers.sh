@@ -75,14 +75,6 @@ fi
 PROTOS="$TESTS_DIR/cthelper_protos.py"
 CLI=cth61-cli-$$
 SRV=cth61-srv-$$
-CLI_ADDR=192.0.2.1
-RTR_CLI_ADDR=192.0.2.254
-RTR_SRV_ADDR=198.51.100.254
-SRV_ADDR=198.51.100.2
-CLI_ADDR6=2001:db8:1::1
-RTR_CLI_ADDR6=2001:db8:1::fe
-RTR_SRV_ADDR6=2001:db8:2::fe
-SRV_ADDR6=2001:db8:2::2
 PROG=536871265
 RPC_UDP_PORT=4101
 RPC_TCP_PORT=4102
@@ -132,23 +124,7 @@ CASES=(
 	"sane4 sane4" "sane6 sane6" "tns4 tns4" "amanda4 amanda4"
 )
 
-# sleep without an exec: nobody ever writes to this fifo.
-mkfifo "$WORK/never"
-exec {NEVER_FD}<> "$WORK/never"
-snooze() { read -rt "$1" -u "$NEVER_FD"; true; }
-
-stop_pid() { # PID: TERM, then KILL after 5 s
-	local pid=$1
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for _ in {1..50}; do
-		kill -0 "$pid" 2>/dev/null || break
-		snooze 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	true
-}
+. "$TESTS_DIR/lib-router.sh"
 
 stop_conntrackd() { stop_pid "$CTD_PID"; CTD_PID=; }
 
@@ -176,41 +152,6 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-# We are in the router namespace already.  One ip process per namespace.
-netns_up() {
-	[ "$(ip netns identify $$)" = "$RTR" ] &&
-	ip netns add "$CLI" && ip netns add "$SRV" &&
-	ip -batch - <<-EOF &&
-		link add r0 type veth peer name c0 netns $CLI
-		link add r1 type veth peer name s0 netns $SRV
-		addr add $RTR_CLI_ADDR/24 dev r0
-		addr add $RTR_SRV_ADDR/24 dev r1
-		addr add $RTR_CLI_ADDR6/64 dev r0 nodad
-		addr add $RTR_SRV_ADDR6/64 dev r1 nodad
-		link set lo up
-		link set r0 up
-		link set r1 up
-	EOF
-	ip -n "$CLI" -batch - <<-EOF &&
-		addr add $CLI_ADDR/24 dev c0
-		addr add $CLI_ADDR6/64 dev c0 nodad
-		link set lo up
-		link set c0 up
-		route add default via $RTR_CLI_ADDR
-		route add ::/0 via $RTR_CLI_ADDR6
-	EOF
-	ip -n "$SRV" -batch - <<-EOF &&
-		addr add $SRV_ADDR/24 dev s0
-		addr add $SRV_ADDR6/64 dev s0 nodad
-		link set lo up
-		link set s0 up
-		route add default via $RTR_SRV_ADDR
-		route add ::/0 via $RTR_SRV_ADDR6
-	EOF
-	echo 1 > /proc/sys/net/ipv4/ip_forward &&
-	echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
-}
 
 # The firewall: one ct helper object per helper, family and protocol,
 # attached in prerouting by destination port.
@@ -320,13 +261,6 @@ helper_states_want() { # QUEUES(yes|no) STATUS
 	printf '%s' "$out" | sort | tr '\n' ' '
 }
 
-count_in() { # FILE STRING: how many times FILE contains STRING
-	local text rest
-	text=$(< "$1")
-	rest=${text//"$2"/}
-	echo $(((${#text} - ${#rest}) / ${#2}))
-}
-
 start_conntrackd() {
 	local n
 	rm -f "$WORK/conntrackd.lock" "$WORK/conntrackd.ctl"
@@ -359,13 +293,6 @@ no_kernel_helpers() {
 	done < /proc/modules
 }
 
-kv() { # LINE KEY: the value of KEY=value in LINE
-	local rest=" $1"
-	case $rest in
-	*" $2="*) rest=${rest#* "$2"=}; echo "${rest%% *}" ;;
-	esac
-}
-
 events_count() {
 	local lines
 	mapfile -t lines < "$WORK/events"
@@ -392,15 +319,6 @@ counters() {
 		res+="${n%% *} "
 	done
 	echo "${res% }"
-}
-
-# Packets handed to queue Q so far (its last packet id), 0 when unbound.
-queue_packets() { # Q
-	local q id rest
-	while read -r q _ _ _ _ _ _ id rest; do
-		[ "$q" = "$1" ] && { echo "$id"; return; }
-	done < /proc/net/netfilter/nfnetlink_queue
-	echo 0
 }
 
 queues_bound() {

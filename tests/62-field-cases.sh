@@ -70,14 +70,6 @@ APPS="$TESTS_DIR/cthelper_apps.py"
 FIELD="$TESTS_DIR/cthelper_field.py"
 CLI=cth62-cli-$$
 SRV=cth62-srv-$$
-CLI_ADDR=192.0.2.1
-RTR_CLI_ADDR=192.0.2.254
-RTR_SRV_ADDR=198.51.100.254
-SRV_ADDR=198.51.100.2
-CLI_ADDR6=2001:db8:1::1
-RTR_CLI_ADDR6=2001:db8:1::fe
-RTR_SRV_ADDR6=2001:db8:2::fe
-SRV_ADDR6=2001:db8:2::2
 FTP6_QUEUE=7
 # FTP transfers that must fail end on this (seconds): the SYN the router
 # drops is never answered.
@@ -90,22 +82,7 @@ FA_PID=
 MODPROBE_SAVED=$(cat /proc/sys/kernel/modprobe)
 declare -A OUTCOME
 
-mkfifo "$WORK/never"
-exec {NEVER_FD}<> "$WORK/never"
-snooze() { read -rt "$1" -u "$NEVER_FD"; true; }
-
-stop_pid() { # PID: TERM, then KILL after 5 s
-	local pid=$1
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for _ in {1..50}; do
-		kill -0 "$pid" 2>/dev/null || break
-		snooze 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	true
-}
+. "$TESTS_DIR/lib-router.sh"
 
 stop_conntrackd() { stop_pid "$CTD_PID"; CTD_PID=; }
 
@@ -136,40 +113,6 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-netns_up() {
-	[ "$(ip netns identify $$)" = "$RTR" ] &&
-	ip netns add "$CLI" && ip netns add "$SRV" &&
-	ip -batch - <<-EOF &&
-		link add r0 type veth peer name c0 netns $CLI
-		link add r1 type veth peer name s0 netns $SRV
-		addr add $RTR_CLI_ADDR/24 dev r0
-		addr add $RTR_SRV_ADDR/24 dev r1
-		addr add $RTR_CLI_ADDR6/64 dev r0 nodad
-		addr add $RTR_SRV_ADDR6/64 dev r1 nodad
-		link set lo up
-		link set r0 up
-		link set r1 up
-	EOF
-	ip -n "$CLI" -batch - <<-EOF &&
-		addr add $CLI_ADDR/24 dev c0
-		addr add $CLI_ADDR6/64 dev c0 nodad
-		link set lo up
-		link set c0 up
-		route add default via $RTR_CLI_ADDR
-		route add ::/0 via $RTR_CLI_ADDR6
-	EOF
-	ip -n "$SRV" -batch - <<-EOF &&
-		addr add $SRV_ADDR/24 dev s0
-		addr add $SRV_ADDR6/64 dev s0 nodad
-		link set lo up
-		link set s0 up
-		route add default via $RTR_SRV_ADDR
-		route add ::/0 via $RTR_SRV_ADDR6
-	EOF
-	echo 1 > /proc/sys/net/ipv4/ip_forward &&
-	echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
-}
 
 # ------------------------------------------------------------ the agents
 
@@ -245,13 +188,6 @@ ftp_request() {
 		[ "$line" = END ] && break
 		CLIENT[${line%% *}]=$line
 	done
-}
-
-kv() { # LINE KEY: the value of KEY=value in LINE
-	local rest=" $1"
-	case $rest in
-	*" $2="*) rest=${rest#* "$2"=}; echo "${rest%% *}" ;;
-	esac
 }
 
 # "4:v4 6:v6" from "4:v4=12 6:v6=10": which queues saw which family.
@@ -476,13 +412,6 @@ write_conf() {
 	} > "$WORK/$1"
 }
 
-count_in() { # FILE STRING
-	local text rest
-	text=$(< "$1")
-	rest=${text//"$2"/}
-	echo $(((${#text} - ${#rest}) / ${#2}))
-}
-
 # start_conntrackd CONF: CTD_STATE "started" (CTD_PID runs) or "refused"
 # (it exited; CTD_ERR: its last error line, the time stamp cut).
 start_conntrackd() {
@@ -595,14 +524,6 @@ router_ruleset6() {
 			}
 		}
 	EOF
-}
-
-queue_packets() { # Q: its last packet id, 0 when unbound
-	local q peer total mode range dropped udropped id rest
-	while read -r q peer total mode range dropped udropped id rest; do
-		[ "$q" = "$1" ] && { echo "$id"; return; }
-	done < /proc/net/netfilter/nfnetlink_queue
-	echo 0
 }
 
 # ftp6_sessions M TAG: passive and active downloads over IPv6; records
