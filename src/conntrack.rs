@@ -295,6 +295,7 @@ pub fn helper_table_size() -> usize {
 }
 
 /// The helpers in bucket `bucket` of the conntrack helper table, under RCU.
+#[inline]
 pub fn helper_table_bucket(_rcu: &RcuGuard, bucket: usize) -> HelperBucketIter<'_> {
     let first = if bucket < helper_table_size() {
         // SAFETY: `bucket` is within the table, and we are in an RCU read-side critical section.

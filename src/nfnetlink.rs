@@ -23,6 +23,7 @@ pub const fn msg_type(subsys: u8, msg: u8) -> u16 {
 }
 
 /// `capable(CAP_NET_ADMIN)` for the current task.
+#[inline]
 pub fn capable_net_admin() -> bool {
     // SAFETY: FFI call with no preconditions.
     unsafe { bindings::capable(bindings::CAP_NET_ADMIN as c_int) }
@@ -216,6 +217,7 @@ impl DumpState<'_> {
     }
 
     /// `NETLINK_CB(cb->skb).portid`: the port that asked for the dump.
+    #[inline]
     pub fn portid(&self) -> u32 {
         // SAFETY: By the type invariants, `cb->skb` is the request's socket buffer, valid while
         // the dump runs.
