@@ -223,6 +223,9 @@ fn zero_padded<const N: usize>(payload: &[u8]) -> [u8; N] {
 pub struct Attrs<'a, const N: usize>([Option<&'a Attr>; N]);
 
 impl<'a, const N: usize> Attrs<'a, N> {
+    /// A table with no attribute, to be filled by [`parse_nested`].
+    pub const EMPTY: Self = Self([None; N]);
+
     /// Wraps the attribute table nfnetlink passes to a callback.
     ///
     /// # Safety
@@ -248,27 +251,31 @@ impl<'a, const N: usize> Attrs<'a, N> {
     }
 }
 
-/// `nla_parse_nested_deprecated()`: parses the attributes nested in `attr` against `policy`.
+/// `nla_parse_nested_deprecated()`: parses the attributes nested in `attr` against `policy`
+/// into `tb`, as C fills a caller's `struct nlattr *tb[]` (the table is not moved afterwards).
+///
+/// Fails with the parser's error (`EINVAL`, `ERANGE`, ...), leaving in `tb` only attributes it
+/// validated.
 pub fn parse_nested<'a, const N: usize>(
+    tb: &mut Attrs<'a, N>,
     attr: &'a Attr,
     policy: &'static Policy<N>,
-) -> Result<Attrs<'a, N>> {
-    let mut tb: [Option<&'a Attr>; N] = [None; N];
+) -> Result {
     // SAFETY: `tb` has room for `max_type() + 1` entries of the layout of a nullable `*const
     // nlattr` (`Option<&Attr>`); `attr` and the `N`-entry `policy` are valid. Parsed entries
     // point into `attr`'s payload, so they live as long as `attr`.
+    // INVARIANT: `nla_parse_nested_deprecated()` clears `tb`, then stores in it only attributes
+    // of `attr`'s payload that it validated against `policy`, so every entry stays null or a
+    // valid attribute for `'a`, also when it fails.
     let ret = unsafe {
         bindings::cthelper_shim_nla_parse_nested(
-            tb.as_mut_ptr().cast(),
+            tb.0.as_mut_ptr().cast(),
             policy.max_type().into(),
             attr.as_raw(),
             policy.as_raw(),
         )
     };
-    to_result(ret)?;
-    // INVARIANT: `nla_parse_nested_deprecated()` succeeded, so every entry is null or an
-    // attribute it validated against `policy`.
-    Ok(Attrs(tb))
+    to_result(ret)
 }
 
 /// The socket buffer of a netlink request being handled, seen read-only.

@@ -163,7 +163,8 @@ static NFNL_CTHELPER_TUPLE_POL: Policy<NFCTH_TUPLE_ATTRS> = Policy::empty()
 
 /// C: `nfnl_cthelper_parse_tuple()`.
 fn nfnl_cthelper_parse_tuple(attr: &Attr) -> Result<Tuple> {
-    let tb = parse_nested(attr, &NFNL_CTHELPER_TUPLE_POL)?;
+    let mut tb = Attrs::EMPTY;
+    parse_nested(&mut tb, attr, &NFNL_CTHELPER_TUPLE_POL)?;
     let (Some(l3), Some(l4)) = (
         tb.get(NFCTH_TUPLE_L3PROTONUM),
         tb.get(NFCTH_TUPLE_L4PROTONUM),
@@ -197,7 +198,8 @@ fn expect_policy_attrs<'a>(
 
 /// C: `nfnl_cthelper_expect_policy()`.
 fn nfnl_cthelper_expect_policy(attr: &Attr) -> Result<ExpectPolicy> {
-    let tb = parse_nested(attr, &NFNL_CTHELPER_EXPECT_POL)?;
+    let mut tb = Attrs::EMPTY;
+    parse_nested(&mut tb, attr, &NFNL_CTHELPER_EXPECT_POL)?;
     let (name, max, timeout) = expect_policy_attrs(&tb)?;
 
     let mut policy = ExpectPolicy::EMPTY;
@@ -222,7 +224,8 @@ struct ParsedPolicies {
 
 /// C: `nfnl_cthelper_parse_expect_policy()`.
 fn nfnl_cthelper_parse_expect_policy(attr: &Attr) -> Result<ParsedPolicies> {
-    let tb = parse_nested(attr, &NFNL_CTHELPER_EXPECT_POLICY_SET)?;
+    let mut tb = Attrs::EMPTY;
+    parse_nested(&mut tb, attr, &NFNL_CTHELPER_EXPECT_POLICY_SET)?;
     let num = tb.get(NFCTH_POLICY_SET_NUM).ok_or(EINVAL)?.get_be32();
     let classes = rules::expect_classes(num).map_err(reject)?;
 
@@ -286,7 +289,8 @@ fn nfnl_cthelper_create(
 
 /// C: `nfnl_cthelper_update_policy_one()`: the new `(max_expected, timeout)` of one class.
 fn nfnl_cthelper_update_policy_one(policy: &ExpectPolicy, attr: &Attr) -> Result<(u32, u32)> {
-    let tb = parse_nested(attr, &NFNL_CTHELPER_EXPECT_POL)?;
+    let mut tb = Attrs::EMPTY;
+    parse_nested(&mut tb, attr, &NFNL_CTHELPER_EXPECT_POL)?;
     let (name, max, timeout) = expect_policy_attrs(&tb)?;
 
     // A class cannot be renamed: the name is how user space tells the classes apart.
@@ -329,7 +333,8 @@ fn nfnl_cthelper_update_policy(
     attr: &Attr,
     lock: &SubsysLock<SUBSYS_ID>,
 ) -> Result {
-    let tb = parse_nested(attr, &NFNL_CTHELPER_EXPECT_POLICY_SET)?;
+    let mut tb = Attrs::EMPTY;
+    parse_nested(&mut tb, attr, &NFNL_CTHELPER_EXPECT_POLICY_SET)?;
     let class_max = tb.get(NFCTH_POLICY_SET_NUM).ok_or(EINVAL)?.get_be32();
     if helper.view().expect_classes() as u32 != class_max {
         return Err(EBUSY);
