@@ -196,49 +196,42 @@ fn expect_policy_attrs<'a>(
     }
 }
 
-/// C: `nfnl_cthelper_expect_policy()`.
-fn nfnl_cthelper_expect_policy(attr: &Attr) -> Result<ExpectPolicy> {
+/// C: `nfnl_cthelper_expect_policy()`: fills `expect_policy` from the nest `attr`.
+fn nfnl_cthelper_expect_policy(expect_policy: &mut ExpectPolicy, attr: &Attr) -> Result {
     let mut tb = Attrs::EMPTY;
     parse_nested(&mut tb, attr, &NFNL_CTHELPER_EXPECT_POL)?;
     let (name, max, timeout) = expect_policy_attrs(&tb)?;
 
-    let mut policy = ExpectPolicy::EMPTY;
-    policy.name = HelperName::from_attr(name);
-    policy.max_expected = max.get_be32();
-    if policy.max_expected > conntrack::EXPECT_MAX_CNT {
+    expect_policy.name = HelperName::from_attr(name);
+    expect_policy.max_expected = max.get_be32();
+    if expect_policy.max_expected > conntrack::EXPECT_MAX_CNT {
         return Err(EINVAL);
     }
-    policy.timeout = timeout.get_be32();
-    Ok(policy)
+    expect_policy.timeout = timeout.get_be32();
+    Ok(())
 }
 
 // `NFCTH_POLICY_SET + i` nests are checked one by one, as in C.
 static NFNL_CTHELPER_EXPECT_POLICY_SET: Policy<NFCTH_POLICY_SET_ATTRS> =
     Policy::empty().with(NFCTH_POLICY_SET_NUM, PolicyEntry::u32());
 
-/// Expectation policies parsed from a `NFCTH_POLICY` nest.
-struct ParsedPolicies {
-    policies: [ExpectPolicy; MAX_EXPECT_CLASSES],
-    classes: usize,
-}
-
-/// C: `nfnl_cthelper_parse_expect_policy()`.
-fn nfnl_cthelper_parse_expect_policy(attr: &Attr) -> Result<ParsedPolicies> {
+/// C: `nfnl_cthelper_parse_expect_policy()`: fills the first classes of `policies` from the
+/// `NFCTH_POLICY` nest `attr` and returns how many (1 to `MAX_EXPECT_CLASSES`).
+fn nfnl_cthelper_parse_expect_policy(
+    policies: &mut [ExpectPolicy; MAX_EXPECT_CLASSES],
+    attr: &Attr,
+) -> Result<usize> {
     let mut tb = Attrs::EMPTY;
     parse_nested(&mut tb, attr, &NFNL_CTHELPER_EXPECT_POLICY_SET)?;
     let num = tb.get(NFCTH_POLICY_SET_NUM).ok_or(EINVAL)?.get_be32();
     let classes = rules::expect_classes(num).map_err(reject)?;
 
-    let mut parsed = ParsedPolicies {
-        policies: [ExpectPolicy::EMPTY; MAX_EXPECT_CLASSES],
-        classes,
-    };
-    for (i, policy) in parsed.policies.iter_mut().take(classes).enumerate() {
+    for (i, policy) in policies.iter_mut().take(classes).enumerate() {
         // Upstream answers -EINVAL for any bad policy, whatever the parser said.
         let set = tb.get(NFCTH_POLICY_SET + i as u32).ok_or(EINVAL)?;
-        *policy = nfnl_cthelper_expect_policy(set).map_err(|_| EINVAL)?;
+        nfnl_cthelper_expect_policy(policy, set).map_err(|_| EINVAL)?;
     }
-    Ok(parsed)
+    Ok(classes)
 }
 
 /// C: `nfnl_cthelper_create()`.
@@ -256,7 +249,8 @@ fn nfnl_cthelper_create(
         return Err(EINVAL);
     };
 
-    let parsed = nfnl_cthelper_parse_expect_policy(policy)?;
+    let mut policies = [ExpectPolicy::EMPTY; MAX_EXPECT_CLASSES];
+    let classes = nfnl_cthelper_parse_expect_policy(&mut policies, policy)?;
 
     let helper_name = HelperName::from_attr(name);
     let data_len = rules::priv_data_len(priv_data_len.get_be32(), HELP_DATA_LEN).map_err(reject)?;
@@ -271,7 +265,7 @@ fn nfnl_cthelper_create(
     let config = HelperConfig {
         name: helper_name.as_cstr(),
         tuple,
-        policies: &parsed.policies[..parsed.classes],
+        policies: &policies[..classes],
         data_len,
         flags,
         queue_num,
