@@ -70,6 +70,7 @@ impl HelperName {
 
     /// `nla_strscpy(name, attr, NF_CT_HELPER_NAME_LEN)`: the attribute's string, truncated to
     /// fit.
+    #[inline]
     pub fn from_attr(attr: &Attr) -> Self {
         let mut name = [0u8; HELPER_NAME_LEN];
         attr.strscpy(&mut name);
@@ -126,6 +127,7 @@ pub struct RcuGuard {
 
 impl RcuGuard {
     /// `rcu_read_lock()`; `rcu_read_unlock()` when dropped.
+    #[inline]
     pub fn lock() -> Self {
         // SAFETY: FFI call with no preconditions.
         unsafe { bindings::cthelper_shim_rcu_read_lock() };
@@ -149,6 +151,7 @@ impl RcuGuard {
 }
 
 impl Drop for RcuGuard {
+    #[inline]
     fn drop(&mut self) {
         if self.owned {
             // SAFETY: By the type invariants, we entered the critical section.
@@ -195,6 +198,7 @@ impl HelperView {
 
     /// Whether `strncmp(helper->name, name, NF_CT_HELPER_NAME_LEN) == 0`, by the kernel's
     /// `strncmp()`.
+    #[inline]
     pub fn name_matches(&self, name: &CStr) -> bool {
         // SAFETY: `helper->name` is set before registration, never written after and ends with
         // a NUL; `name` ends with a NUL; `strncmp()` reads neither past its NUL.
@@ -325,6 +329,7 @@ pub struct HelperBucketIter<'a> {
 impl<'a> Iterator for HelperBucketIter<'a> {
     type Item = &'a HelperView;
 
+    #[inline]
     fn next(&mut self) -> Option<&'a HelperView> {
         if self.next.is_null() {
             return None;
@@ -358,6 +363,7 @@ impl Conn {
     }
 
     /// `nfct_help(ct)`: the conntrack's helper extension, if it has one.
+    #[inline]
     pub fn help(&self) -> Option<&HelpExt> {
         // SAFETY: By the type invariants, `self` is a valid conntrack.
         let help = unsafe { bindings::cthelper_shim_nfct_help(self.0.get()) };
@@ -372,6 +378,7 @@ impl Conn {
     /// `rcu_dereference(nfct_help(ct)->helper)`: the conntrack's helper, `None` without a
     /// helper extension or without a helper. One call into C where [`Conn::help`] and
     /// [`HelpExt::helper`] make two: it is what the `help` callback needs for every packet.
+    #[inline]
     pub fn helper<'a>(&'a self, _rcu: &'a RcuGuard) -> Option<&'a HelperView> {
         // SAFETY: By the type invariants, `self` is a valid conntrack, and we are in an RCU
         // read-side critical section, as `rcu_dereference` requires.
@@ -394,6 +401,7 @@ impl Conn {
     /// it here under the conntrack's own lock (`ct->lock`, which ctnetlink also takes around the
     /// conntrack's sequence adjustment and protocol state): a reader sees the whole of one
     /// update or of the other. A conntrack template has no lock, and is copied as in C.
+    #[inline]
     pub fn help_data(&self) -> Option<[u8; HELP_DATA_LEN]> {
         let mut data = [0u8; HELP_DATA_LEN];
         // The callbacks that reach this (`to_nlattr` from ctnetlink dumps and events and from the
@@ -408,6 +416,7 @@ impl Conn {
 
     /// Replaces the helper's private data area (`help->data`) under the conntrack's lock (see
     /// [`Conn::help_data`]); `false` without a helper extension.
+    #[inline]
     pub fn set_help_data(&self, data: &[u8; HELP_DATA_LEN]) -> bool {
         // SAFETY: By the type invariants, `self` is a valid conntrack; `data` is readable for
         // its length, which the shim checks. `from_nlattr` (ctnetlink's conntrack updates and
@@ -429,6 +438,7 @@ pub struct HelpExt(Opaque<bindings::nf_conn_help>);
 
 impl HelpExt {
     /// `rcu_dereference(help->helper)`.
+    #[inline]
     pub fn helper<'a>(&'a self, _rcu: &'a RcuGuard) -> Option<&'a HelperView> {
         // SAFETY: By the type invariants the extension is valid, and we are in an RCU
         // read-side critical section, as `rcu_dereference` requires.

@@ -17,6 +17,7 @@ use kernel::{
 };
 
 /// `-EMSGSIZE`: what `nla_put()` and friends fail with when the message is full.
+#[inline]
 fn emsgsize() -> Error {
     Error::from_errno(-(bindings::EMSGSIZE as i32))
 }
@@ -172,6 +173,7 @@ impl Attr {
     /// The payload as a C string: its bytes up to the first NUL, as `nla_data()` is read by C
     /// string functions; `None` if the payload holds no NUL (which `nla_parse()` rejects for an
     /// `NLA_NUL_STRING` attribute).
+    #[inline]
     pub fn nul_string(&self) -> Option<&CStr> {
         let payload = self.payload();
         let nul = payload.iter().position(|&c| c == 0)?;
@@ -180,6 +182,7 @@ impl Attr {
 
     /// `nla_strcmp()`: compares the payload, less all its trailing NULs, with `s`; zero when
     /// they are equal.
+    #[inline]
     pub fn strcmp(&self, s: &CStr) -> i32 {
         // SAFETY: By the type invariants, `self` is a valid attribute; `s` is NUL-terminated.
         unsafe { bindings::nla_strcmp(self.as_raw(), s.as_char_ptr()) }
@@ -187,6 +190,7 @@ impl Attr {
 
     /// `nla_strscpy()`: copies the string payload into `dst`, always NUL-terminated (for a
     /// non-empty `dst`), truncating it if needed, and zeroes the rest of `dst`.
+    #[inline]
     pub fn strscpy(&self, dst: &mut [u8]) {
         // SAFETY: `self` is a valid attribute and `dst` is writable for `dst.len()` bytes, which
         // is all `nla_strscpy()` writes.
@@ -194,6 +198,7 @@ impl Attr {
     }
 
     /// `nla_memcpy()`: copies the payload into `dst`, zero-filling what it does not cover.
+    #[inline]
     pub fn memcpy_to(&self, dst: &mut [u8]) {
         let len = i32::try_from(dst.len()).unwrap_or(i32::MAX);
         // SAFETY: `self` is a valid attribute and `dst` is writable for `len` bytes, which is
@@ -341,6 +346,7 @@ impl MessageBuf {
     }
 
     /// `skb->len`, in bytes.
+    #[inline]
     pub fn length(&self) -> u32 {
         // SAFETY: By the type invariants, `self` is a valid socket buffer.
         unsafe { bindings::cthelper_shim_skb_len(self.0.get()) }
@@ -348,6 +354,7 @@ impl MessageBuf {
 
     /// `nfnl_msg_put(skb, portid, seq, type, flags, family, NFNETLINK_V0, 0)`: starts an
     /// nfnetlink message, finished by [`Message::end`]; `EMSGSIZE` if it does not fit.
+    #[inline]
     pub fn nfnl_msg_put(
         &mut self,
         portid: u32,
@@ -500,6 +507,7 @@ impl sealed::Sink for Message<'_> {
 impl Attributes for Message<'_> {}
 
 impl Drop for Message<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariants, `nlh` is a message header in this buffer, and all
         // that was written since belongs to the message.
@@ -551,6 +559,7 @@ impl core::ops::DerefMut for OwnedMessageBuf {
 }
 
 impl Drop for OwnedMessageBuf {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariants, we own the buffer.
         unsafe { bindings::cthelper_shim_kfree_skb(self.0.as_ptr()) };

@@ -115,6 +115,7 @@ struct UserspaceCthelper;
 #[vtable]
 impl HelperOps for UserspaceCthelper {
     /// C: `nfnl_userspace_cthelper()`.
+    #[inline]
     fn help(ct: &conntrack::Conn, rcu: &RcuGuard) -> u32 {
         // No helper extension, or no helper in it: NF_DROP either way, as in C.
         let Some(helper) = ct.helper(rcu) else {
@@ -124,6 +125,7 @@ impl HelperOps for UserspaceCthelper {
     }
 
     /// C: `nfnl_cthelper_from_nlattr()`.
+    #[inline]
     fn from_nlattr(attr: Option<&Attr>, ct: &conntrack::Conn, rcu: &RcuGuard) -> Result {
         let attr = attr.ok_or(EINVAL)?;
         let help = ct.help().ok_or(EINVAL)?;
@@ -140,6 +142,7 @@ impl HelperOps for UserspaceCthelper {
     }
 
     /// C: `nfnl_cthelper_to_nlattr()`.
+    #[inline]
     fn to_nlattr(skb: &mut MessageBuf, ct: &conntrack::Conn, rcu: &RcuGuard) -> Result {
         let Some(help) = ct.help() else {
             return Ok(());
