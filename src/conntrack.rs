@@ -393,8 +393,8 @@ impl Conn {
         Some(unsafe { HelperView::from_raw(helper) })
     }
 
-    /// A copy of the helper's private data area (`help->data`), `None` without a helper
-    /// extension.
+    /// Copies the helper's private data area (`help->data`) into `data`; `false` (and `data`
+    /// untouched) without a helper extension.
     ///
     /// C reads the area without a lock, so a dump can see it half written by a concurrent
     /// update (ctnetlink and nfqueue verdicts write it with no common lock). Both sides copy
@@ -402,16 +402,14 @@ impl Conn {
     /// conntrack's sequence adjustment and protocol state): a reader sees the whole of one
     /// update or of the other. A conntrack template has no lock, and is copied as in C.
     #[inline]
-    pub fn help_data(&self) -> Option<[u8; HELP_DATA_LEN]> {
-        let mut data = [0u8; HELP_DATA_LEN];
+    pub fn help_data(&self, data: &mut [u8; HELP_DATA_LEN]) -> bool {
         // The callbacks that reach this (`to_nlattr` from ctnetlink dumps and events and from the
         // nfqueue and nflog glue) never run with `ct->lock` held, which the shim takes.
         // SAFETY: By the type invariants, `self` is a valid conntrack; `data` is writable for
         // its length, which the shim checks against `sizeof(help->data)`.
-        let found = unsafe {
+        unsafe {
             bindings::cthelper_shim_help_data_read(self.0.get(), data.as_mut_ptr(), data.len())
-        };
-        found.then_some(data)
+        }
     }
 
     /// Replaces the helper's private data area (`help->data`) under the conntrack's lock (see

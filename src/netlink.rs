@@ -231,23 +231,19 @@ impl<'a, const N: usize> Attrs<'a, N> {
     /// A table with no attribute, to be filled by [`parse_nested`].
     pub const EMPTY: Self = Self([None; N]);
 
-    /// Wraps the attribute table nfnetlink passes to a callback.
+    /// The attribute table nfnetlink passes to a callback, in place.
     ///
     /// # Safety
     ///
     /// `tb` must point to `N` entries, each null or a pointer to an attribute validated by
-    /// `nla_parse()` against the callback's policy and valid for `'a`.
-    pub(crate) unsafe fn from_raw(tb: *const *const bindings::nlattr) -> Self {
-        let mut attrs = [None; N];
-        for (i, slot) in attrs.iter_mut().enumerate() {
-            // SAFETY: The caller guarantees `N` readable entries.
-            let p = unsafe { *tb.add(i) };
-            // SAFETY: The caller guarantees that a non-null entry is a valid attribute for
-            // `'a`; `Attr` is a transparent wrapper of `struct nlattr`.
-            *slot = unsafe { p.cast::<Attr>().as_ref() };
-        }
-        // INVARIANT: Guaranteed by the caller.
-        Self(attrs)
+    /// `nla_parse()` against the callback's policy; the entries must not be written, and the
+    /// attributes must stay valid, for `'b` (which `'a` outlives).
+    pub(crate) unsafe fn from_raw<'b>(tb: *const *const bindings::nlattr) -> &'b Self {
+        // SAFETY: `Self` is a transparent wrapper of `[Option<&Attr>; N]`, which has the layout
+        // of `[*const nlattr; N]` (`Option` of a reference to the transparent `Attr` is a
+        // nullable pointer); the caller guarantees `N` entries, readable and unchanged for `'b`.
+        // INVARIANT: Each entry is null or a validated attribute, as the caller guarantees.
+        unsafe { &*tb.cast::<Self>() }
     }
 
     /// The attribute of type `ty`, if present.

@@ -289,9 +289,11 @@ unsafe extern "C" fn mutex_callback<const ID: u8, const N: usize, H: Handler<ID,
         // INVARIANT: `raw` is the running callback's info, `skb` its request.
         let info = Info { raw, skb };
         // SAFETY: nfnetlink passes a table of `attr_count + 1 == N` entries, each null or an
-        // attribute of the message validated against the callback's policy.
+        // attribute of the message validated against the callback's policy; the table is a
+        // local array of `nfnetlink_rcv_msg()` (or of the batch path), and neither it nor the
+        // message changes until we return.
         let tb = unsafe { Attrs::<N>::from_raw(cda) };
-        H::call(skb, &info, &tb, &mut lock)?;
+        H::call(skb, &info, tb, &mut lock)?;
         Ok(0)
     })
 }

@@ -151,7 +151,10 @@ impl HelperOps for UserspaceCthelper {
             let len = usize::from(helper.data_len()).min(HELP_DATA_LEN);
             if len != 0 {
                 // A copy taken under the conntrack's lock (see `from_nlattr`).
-                let data = ct.help_data().ok_or(EINVAL)?;
+                let mut data = [0u8; HELP_DATA_LEN];
+                if !ct.help_data(&mut data) {
+                    return Err(EINVAL);
+                }
                 skb.put(bindings::CTA_HELP_INFO as u16, &data[..len])
                     .map_err(|_| ENOSPC)?;
             }
