@@ -11,10 +11,23 @@
 use crate::bindings;
 use core::{marker::PhantomData, mem::size_of, ptr::NonNull};
 use kernel::{
-    error::{code::*, to_result, Error, Result},
+    error::{code::*, Error, Result},
+    ffi::c_int,
     str::CStr,
     types::Opaque,
 };
+
+/// `to_result()` of the `kernel` crate, here so that it is inlined: without cross-crate
+/// inlining (6.12 does not mark it `#[inline]`), each checked call into C, such as the ten
+/// `nla_put()` calls of every helper a dump appends, paid a second call.
+#[inline]
+fn to_result(err: c_int) -> Result {
+    if err < 0 {
+        Err(Error::from_errno(err))
+    } else {
+        Ok(())
+    }
+}
 
 /// `-EMSGSIZE`: what `nla_put()` and friends fail with when the message is full.
 #[inline]
