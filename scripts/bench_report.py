@@ -121,7 +121,8 @@ def main():
             label, unit, cs, rs, fmt_ratio(r), ps, verdict(r, op, goal))
 
     rounds = max((len(d) for md in data.values() for d in md.values()), default=0)
-    print("rounds: %d per module, alternating C, Rust; %s" % (rounds, "; ".join(info[:2])))
+    print("rounds: %d per module, alternating (C, Rust, Rust, C, ...); %s"
+          % (rounds, "; ".join(info[:2])))
     print()
     print("| metric | unit | C median (min–max) | Rust median (min–max) | Rust/C | Rust/C of each round: median (min–max) | goal |")
     print("|---|---|---|---|---|---|---|")
