@@ -89,11 +89,11 @@ impl HelperName {
 
 /// The C string at the start of `buf`, up to its first NUL (empty if `buf` has none).
 ///
-/// The kernel's `strnlen()` finds the NUL: a search in Rust, then `CStr`'s own check for an
-/// interior NUL, took 253 bytes of text against 54 (`make bench`, `size`).
+/// The kernel's `strnlen()` finds the NUL: a search in Rust followed by `CStr`'s own check for
+/// an interior NUL took five times its text.
 #[inline(never)]
 fn cstr_in(buf: &[u8]) -> &CStr {
-    // SAFETY: `strnlen()` reads at most `buf.len()` bytes of `buf`.
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes, and `strnlen()` reads at most that.
     let len = unsafe { bindings::strnlen(buf.as_ptr().cast(), buf.len()) };
     match buf.get(..=len) {
         // SAFETY: `buf[len]` is the first NUL of `buf`, as `strnlen()` found it.
@@ -403,7 +403,7 @@ impl Conn {
     }
 
     /// Copies the helper's private data area (`help->data`) into `data`; `false` (and `data`
-    /// untouched) without a helper extension.
+    /// untouched) without a helper extension, or if the sizes differ (which the shim warns of).
     ///
     /// C reads the area without a lock, so a dump can see it half written by a concurrent
     /// update (ctnetlink and nfqueue verdicts write it with no common lock). Both sides copy
@@ -665,7 +665,8 @@ impl<const ID: u8> Helper<ID> {
             ret
         };
         // SAFETY: On success the closure initialised every field; on error it registered
-        // nothing and freed the policies it allocated, so the memory may be freed; the helper is never moved after registration.
+        // nothing and freed the policies it allocated, so the memory may be freed; the helper
+        // is never moved after registration.
         unsafe { pin_init_from_closure(init) }
     }
 

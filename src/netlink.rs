@@ -20,6 +20,7 @@ use kernel::{
 /// `to_result()` of the `kernel` crate, here so that it is inlined: without cross-crate
 /// inlining (6.12 does not mark it `#[inline]`), each checked call into C, such as the ten
 /// `nla_put()` calls of every helper a dump appends, paid a second call.
+// TODO: use `kernel::error::to_result` once the kernel crate marks it `#[inline]`.
 #[inline]
 fn to_result(err: c_int) -> Result {
     if err < 0 {
@@ -165,7 +166,7 @@ impl Attr {
 
     /// `nla_get_u8()`.
     // The getters stay out of line: each is a length check and a load, called from a dozen
-    // places, and inlined they added 480 bytes to the module's text (`make bench`, `size`).
+    // places, where inlined copies only add text.
     #[inline(never)]
     pub fn get_u8(&self) -> u8 {
         self.leading_bytes::<1>()[0]
@@ -235,13 +236,14 @@ fn zero_padded<const N: usize>(payload: &[u8]) -> [u8; N] {
 ///
 /// # Invariants
 ///
-/// `N` is one more than the highest type; entry `i` is `None` when type `i` was not present,
-/// otherwise the attribute of that type that `nla_parse()` validated against the policy.
+/// `N` is one more than the highest type; each entry `i` is `None` or an attribute of type `i`
+/// that `nla_parse()` validated against the policy, valid (as [`Attr`] requires) for `'a`.
 #[repr(transparent)]
 pub struct Attrs<'a, const N: usize>([Option<&'a Attr>; N]);
 
 impl<'a, const N: usize> Attrs<'a, N> {
     /// A table with no attribute, to be filled by [`parse_nested`].
+    // INVARIANT: No entry.
     pub const EMPTY: Self = Self([None; N]);
 
     /// The attribute table nfnetlink passes to a callback, in place.
@@ -249,8 +251,8 @@ impl<'a, const N: usize> Attrs<'a, N> {
     /// # Safety
     ///
     /// `tb` must point to `N` entries, each null or a pointer to an attribute validated by
-    /// `nla_parse()` against the callback's policy; the entries must not be written, and the
-    /// attributes must stay valid, for `'b` (which `'a` outlives).
+    /// `nla_parse()` against the callback's policy and valid for `'a`; the entries must not be
+    /// written for `'b` (which `'a` outlives).
     pub(crate) unsafe fn from_raw<'b>(tb: *const *const bindings::nlattr) -> &'b Self {
         // SAFETY: `Self` is a transparent wrapper of `[Option<&Attr>; N]`, which has the layout
         // of `[*const nlattr; N]` (`Option` of a reference to the transparent `Attr` is a
@@ -266,21 +268,21 @@ impl<'a, const N: usize> Attrs<'a, N> {
 }
 
 /// `nla_parse_nested_deprecated()`: parses the attributes nested in `attr` against `policy`
-/// into `tb`, as C fills a caller's `struct nlattr *tb[]` (the table is not moved afterwards).
+/// into `tb`, as C fills a caller's `struct nlattr *tb[]`.
 ///
-/// Fails with the parser's error (`EINVAL`, `ERANGE`, ...), leaving in `tb` only attributes it
-/// validated.
+/// Fails with the parser's error (`EINVAL`, `ERANGE`, ...); `tb` is then only partly filled and
+/// not to be relied on.
 pub fn parse_nested<'a, const N: usize>(
     tb: &mut Attrs<'a, N>,
     attr: &'a Attr,
     policy: &'static Policy<N>,
 ) -> Result {
     // SAFETY: `tb` has room for `max_type() + 1` entries of the layout of a nullable `*const
-    // nlattr` (`Option<&Attr>`); `attr` and the `N`-entry `policy` are valid. Parsed entries
-    // point into `attr`'s payload, so they live as long as `attr`.
-    // INVARIANT: `nla_parse_nested_deprecated()` clears `tb`, then stores in it only attributes
-    // of `attr`'s payload that it validated against `policy`, so every entry stays null or a
-    // valid attribute for `'a`, also when it fails.
+    // nlattr` (`Option<&Attr>`); `attr` and the `N`-entry `policy` are valid. The parser
+    // clears all `N` entries, then stores in an entry only an attribute of `attr`'s payload
+    // that it validated against `policy`, also on every error path: each entry stays null or a
+    // pointer to a valid, aligned attribute that lives as long as `attr`, for `'a`.
+    // INVARIANT: Every entry is null or a validated attribute valid for `'a`, as above.
     let ret = unsafe {
         bindings::cthelper_shim_nla_parse_nested(
             tb.0.as_mut_ptr().cast(),

@@ -202,7 +202,8 @@ fn expect_policy_attrs<'a>(
     }
 }
 
-/// C: `nfnl_cthelper_expect_policy()`: fills `expect_policy` from the nest `attr`.
+/// C: `nfnl_cthelper_expect_policy()`: fills `expect_policy` from the nest `attr`; on error it
+/// is left partly written, as in C.
 fn nfnl_cthelper_expect_policy(expect_policy: &mut ExpectPolicy, attr: &Attr) -> Result {
     let mut tb = Attrs::EMPTY;
     parse_nested(&mut tb, attr, &NFNL_CTHELPER_EXPECT_POL)?;
