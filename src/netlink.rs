@@ -254,10 +254,10 @@ impl<'a, const N: usize> Attrs<'a, N> {
     /// `nla_parse()` against the callback's policy and valid for `'a`; the entries must not be
     /// written for `'b` (which `'a` outlives).
     pub(crate) unsafe fn from_raw<'b>(tb: *const *const bindings::nlattr) -> &'b Self {
+        // INVARIANT: Each entry is null or a validated attribute, as the caller guarantees.
         // SAFETY: `Self` is a transparent wrapper of `[Option<&Attr>; N]`, which has the layout
         // of `[*const nlattr; N]` (`Option` of a reference to the transparent `Attr` is a
         // nullable pointer); the caller guarantees `N` entries, readable and unchanged for `'b`.
-        // INVARIANT: Each entry is null or a validated attribute, as the caller guarantees.
         unsafe { &*tb.cast::<Self>() }
     }
 
@@ -277,12 +277,12 @@ pub fn parse_nested<'a, const N: usize>(
     attr: &'a Attr,
     policy: &'static Policy<N>,
 ) -> Result {
-    // SAFETY: `tb` has room for `max_type() + 1` entries of the layout of a nullable `*const
-    // nlattr` (`Option<&Attr>`); `attr` and the `N`-entry `policy` are valid. The parser
-    // clears all `N` entries, then stores in an entry only an attribute of `attr`'s payload
-    // that it validated against `policy`, also on every error path: each entry stays null or a
-    // pointer to a valid, aligned attribute that lives as long as `attr`, for `'a`.
-    // INVARIANT: Every entry is null or a validated attribute valid for `'a`, as above.
+    // The parser clears all `N` entries, then stores in an entry only an attribute of `attr`'s
+    // payload that it validated against `policy`, also on every error path.
+    // INVARIANT: So every entry is null or a validated attribute valid for `'a`.
+    // SAFETY: `tb` holds `max_type() + 1` entries laid out as nullable `*const nlattr`; `attr`
+    // and the `N`-entry `policy` are valid; each stored entry (above) is an aligned, valid
+    // attribute inside `attr`, so a valid `Option<&'a Attr>`.
     let ret = unsafe {
         bindings::cthelper_shim_nla_parse_nested(
             tb.0.as_mut_ptr().cast(),
