@@ -29,6 +29,7 @@ REF=/sys/module/nfnl_cthelper/refcnt
 cleanup() {
 	local p
 	for p in "${pids[@]}"; do kill "$p" 2> /dev/null; done
+	[ -n "${long:-}" ] && kill -- -"$long" 2> /dev/null
 	wait 2> /dev/null
 	ip netns exec "$SRV" nft delete table ip cthelper_unload 2> /dev/null
 	teardown "$CLI" "$SRV"
@@ -70,7 +71,7 @@ pids+=($!)
 conns() { wc -l < "$WORK/conns"; }
 t_ok "client traffic flows before the cycles" retry 240 bash -c "[ \$(wc -l < $WORK/conns) -gt 0 ]"
 
-ok_cycles=0 max_ref=0 ct_total=0 exp_total=0
+ok_cycles=0 max_ref=0 ct_total=0 exp_total=0 max_wait=0
 for c in $(seq 1 "$CYCLES"); do
 	fail= long=
 	insmod "$NFNL_CTHELPER_KO" || fail="insmod"
@@ -89,13 +90,27 @@ for c in $(seq 1 "$CYCLES"); do
 	[ "${ref:-0}" -gt "$max_ref" ] && max_ref=$ref
 	[ -z "$fail" ] && [ "${ref:-0}" -gt 0 ] || fail=${fail:-"refcount $ref while pinned"}
 	# A long-lived connection that stays open over the unload, from a
-	# source port of its own so that its conntrack can be named.
-	sport=$((40000 + c))
+	# source port of its own so that its conntrack can be named.  The port
+	# is below the namespace's ephemeral range (ip_local_port_range,
+	# 32768-60999), so the looping client can never have left it in
+	# TIME_WAIT.  Its own session, so that the cycle's end stops all of it.
+	sport=$((30000 + c))
 	if [ -z "$fail" ]; then
-		(sleep 30 | timeout 40 ip netns exec "$CLI" socat -u - \
-			"TCP:$SRV_ADDR:2300,connect-timeout=5,sourceport=$sport,reuseaddr" 2> /dev/null) &
+		setsid bash -c "sleep 600 | ip netns exec $CLI socat -u - \
+			TCP:$SRV_ADDR:2300,connect-timeout=60,sourceport=$sport,reuseaddr" \
+			> /dev/null 2> "$WORK/long.err" &
 		long=$!
-		retry 40 long_conn_bound || fail="the long connection's conntrack has no helper=ftp"
+		# Generous: the connection is up in ~2 s here, but next to the
+		# looping client on a machine three times slower it can take ten.
+		waited=$SECONDS
+		if ! retry 240 long_conn_bound; then
+			fail="the long connection's conntrack has no helper=ftp"
+			kill -0 "$long" 2> /dev/null || fail+=" (its socat exited: $(cat "$WORK/long.err"))"
+			ip netns exec "$SRV" conntrack -L -p tcp --sport "$sport" 2>&1 |
+				sed 's/^/conntrack: /' > "$WORK/long.diag"
+		fi
+		waited=$((SECONDS - waited))
+		[ "$waited" -gt "$max_wait" ] && max_wait=$waited
 		ct_total=$((ct_total + $(helper_conntracks)))
 	fi
 	# The expectation a user-space ftp helper would create for a data
@@ -116,9 +131,9 @@ for c in $(seq 1 "$CYCLES"); do
 	ip netns exec "$SRV" nft delete table ip cthelper_unload 2> /dev/null ||
 		fail=${fail:-"nft delete table"}
 	if [ $((c % 2)) -eq 1 ]; then
-		retry 40 nfct helper flush || fail=${fail:-"nfct helper flush"}
+		retry 80 nfct helper flush || fail=${fail:-"nfct helper flush"}
 	fi
-	retry 80 refcnt_zero || fail=${fail:-"refcount stays $(cat "$REF")"}
+	retry 160 refcnt_zero || fail=${fail:-"refcount stays $(cat "$REF")"}
 	rmmod nfnl_cthelper 2> "$WORK/rmmod.err" || fail=${fail:-"rmmod: $(cat "$WORK/rmmod.err")"}
 	mod_loaded nfnl_cthelper && fail=${fail:-"module still loaded"}
 	# Unregistering the helper removed its expectations and unhelped its
@@ -128,19 +143,20 @@ for c in $(seq 1 "$CYCLES"); do
 	n=$(helper_conntracks)
 	[ "$n" -eq 0 ] || fail=${fail:-"$n conntracks still name helper=ftp after rmmod"}
 	if [ -n "$long" ]; then
-		kill "$long" 2> /dev/null
+		kill -- -"$long" 2> /dev/null
 		wait "$long" 2> /dev/null
 	fi
 	if [ -n "$fail" ]; then
 		t_fail "cycle $c: $fail"
 		[ -f "$WORK/nft.err" ] && t_diag < "$WORK/nft.err"
+		[ -f "$WORK/long.diag" ] && t_diag < "$WORK/long.diag"
 		unload_all
 		break
 	fi
 	ok_cycles=$((ok_cycles + 1))
 done
 t_eq "$CYCLES unload cycles: refcount back to 0, rmmod succeeded, no expectation or helper binding left" "$CYCLES" "$ok_cycles"
-echo "# cycles=$ok_cycles/$CYCLES max refcnt while pinned=$max_ref conntracks with the helper (sum over cycles)=$ct_total expectations=$exp_total connections=$(conns)"
+echo "# cycles=$ok_cycles/$CYCLES max refcnt while pinned=$max_ref conntracks with the helper (sum over cycles)=$ct_total expectations=$exp_total connections=$(conns) longest wait for the long connection's conntrack=${max_wait}s"
 n=$(conns)
 t_ok "traffic still flows after the last unload" retry 120 bash -c "[ \$(wc -l < $WORK/conns) -gt $n ]"
 echo "# $(basename "$0"): $SECONDS s"
