@@ -32,7 +32,7 @@ cleanup() {
 	[ -n "${long:-}" ] && kill -- -"$long" 2> /dev/null
 	wait 2> /dev/null
 	ip netns exec "$SRV" nft delete table ip cthelper_unload 2> /dev/null
-	teardown "$CLI" "$SRV"
+	RETRY_DELAY=0.5 teardown "$CLI" "$SRV"
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -93,21 +93,26 @@ for c in $(seq 1 "$CYCLES"); do
 	# source port of its own so that its conntrack can be named.  The port
 	# is below the namespace's ephemeral range (ip_local_port_range,
 	# 32768-60999), so the looping client can never have left it in
-	# TIME_WAIT.  Its own session, so that the cycle's end stops all of it.
+	# TIME_WAIT.  Its own session and process group (timeout --foreground
+	# makes none of its own), so that the cycle's end stops all of it.
 	sport=$((30000 + c))
 	if [ -z "$fail" ]; then
-		setsid bash -c "sleep 600 | ip netns exec $CLI socat -u - \
-			TCP:$SRV_ADDR:2300,connect-timeout=60,sourceport=$sport,reuseaddr" \
-			> /dev/null 2> "$WORK/long.err" &
+		setsid bash -c 'sleep 600 | timeout --foreground 700 ip netns exec "$1" socat -u - \
+			"TCP:$2:2300,connect-timeout=60,sourceport=$3,reuseaddr"' \
+			long "$CLI" "$SRV_ADDR" "$sport" > /dev/null 2> "$WORK/long.err" &
 		long=$!
 		# Generous: the connection is up in ~2 s here, but next to the
 		# looping client on a machine three times slower it can take ten.
 		waited=$SECONDS
 		if ! retry 240 long_conn_bound; then
 			fail="the long connection's conntrack has no helper=ftp"
-			kill -0 "$long" 2> /dev/null || fail+=" (its socat exited: $(cat "$WORK/long.err"))"
-			ip netns exec "$SRV" conntrack -L -p tcp --sport "$sport" 2>&1 |
-				sed 's/^/conntrack: /' > "$WORK/long.diag"
+			# ip netns exec execs socat, in the same session.
+			pgrep -s "$long" -x socat > /dev/null || fail+=" (its socat exited)"
+			{
+				sed 's/^/socat: /' "$WORK/long.err"
+				ip netns exec "$SRV" conntrack -L -p tcp --sport "$sport" 2>&1 |
+					sed 's/^/conntrack: /'
+			} > "$WORK/long.diag"
 		fi
 		waited=$((SECONDS - waited))
 		[ "$waited" -gt "$max_wait" ] && max_wait=$waited
@@ -145,6 +150,7 @@ for c in $(seq 1 "$CYCLES"); do
 	if [ -n "$long" ]; then
 		kill -- -"$long" 2> /dev/null
 		wait "$long" 2> /dev/null
+		long=
 	fi
 	if [ -n "$fail" ]; then
 		t_fail "cycle $c: $fail"
