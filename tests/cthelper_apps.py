@@ -79,6 +79,14 @@ def servers(args):
     # well before the next case starts.
     handler.dtp_handler.timeout = 20
     handler.active_dtp.timeout = 20
+    # A passive-mode data connection that the firewall drops is the
+    # client's to give up on (its --timeout, at most 30 s): with pyftpdlib's
+    # own 30 s the server's "421 Passive data channel timed out" can reach
+    # the client just before its timeout, which then closes a socket with
+    # an unread reply, i.e. with an RST, and the control connection's
+    # conntrack lives 10 s (CLOSE) instead of 120 (TIME_WAIT), too short
+    # for tests/60's look at it after the transfers.
+    handler.passive_dtp.timeout = 60
     server = FTPServer((args.addr, 21), handler)
     if args.addr6:
         # Same I/O loop: serve_forever() below serves both.
