@@ -32,7 +32,7 @@ cleanup() {
 	[ -n "${long:-}" ] && kill -- -"$long" 2> /dev/null
 	wait 2> /dev/null
 	ip netns exec "$SRV" nft delete table ip cthelper_unload 2> /dev/null
-	RETRY_DELAY=0.5 teardown "$CLI" "$SRV"
+	teardown "$CLI" "$SRV"
 	rm -rf "$WORK"
 }
 trap cleanup EXIT

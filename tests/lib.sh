@@ -86,12 +86,13 @@ retry() {
 # network namespaces, flushes the helpers of whichever cthelper module is
 # loaded and unloads both.  nft drops its helper references from deferred
 # work, so a helper (and its module) can stay busy for a moment after its
-# table or namespace is gone: the flush is retried.
+# table or namespace is gone: the flush is retried, for 15 s whatever
+# RETRY_DELAY the calling script chose for its own waits.
 teardown() {
 	local ns
 	for ns in "$@"; do ip netns del "$ns" 2> /dev/null; done
 	if mod_loaded nfnl_cthelper || mod_loaded nfnetlink_cthelper; then
-		retry 30 nfct helper flush
+		RETRY_DELAY=0.5 retry 30 nfct helper flush
 	fi
 	unload_all
 }
