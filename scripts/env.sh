@@ -5,9 +5,11 @@
 #                      (default: ~/.cache/nfnl-cthelper)
 # KDIR                 a kernel build tree to use instead of the cached one
 # NFNL_KERNEL_FLAVOUR  which test kernel scripts/build-kernel builds and
-#                      scripts/vm boots: "debug" (the default: KASAN,
-#                      lockdep, kmemleak, as tests/config asks) or NAME, for
-#                      which the fragment scripts/NAME.config is applied
+#                      scripts/vm boots: "fast" (the default, what `make
+#                      check` boots: scripts/fast.config, no KASAN, lockdep
+#                      or kmemleak), "debug" (KASAN, lockdep, kmemleak, as
+#                      tests/config asks: scripts/hardening-long) or NAME,
+#                      for which the fragment scripts/NAME.config is applied
 #                      after the others and wins over them ("kcsan":
 #                      scripts/kcsan.config).  A new flavour is just a new
 #                      fragment file.
@@ -32,7 +34,7 @@ nfnl_kernel_version() {
 		nfnl_die "linux-source-6.12 is not installed: run scripts/setup"
 }
 
-NFNL_FLAVOUR=${NFNL_KERNEL_FLAVOUR:-debug}
+NFNL_FLAVOUR=${NFNL_KERNEL_FLAVOUR:-fast}
 case $NFNL_FLAVOUR in
 debug) ;;
 *[!a-z0-9_-]* | -*) nfnl_die "NFNL_KERNEL_FLAVOUR=$NFNL_FLAVOUR: not a flavour name" ;;
@@ -66,9 +68,9 @@ nfnl_clang() {
 }
 
 # Everything that changes the built kernel goes into the cache key.  The
-# default flavour's key hashes exactly what it always has, so that its
-# existing builds stay valid; only another flavour adds its name and
-# fragment.
+# debug flavour (tests/config alone, the default until the fast flavour)
+# hashes exactly what it always has, so that its existing builds stay
+# valid; every other flavour adds its name and fragment.
 nfnl_kernel_key() {
 	{
 		nfnl_kernel_version
@@ -84,7 +86,7 @@ nfnl_kernel_key() {
 	} | sha256sum | cut -c1-12
 }
 
-# build/VERSION-KEY for the default flavour, build/VERSION-FLAVOUR-KEY else.
+# build/VERSION-KEY for the debug flavour, build/VERSION-FLAVOUR-KEY else.
 nfnl_kernel_builddir() {
 	local flavour=
 	[ "$NFNL_FLAVOUR" = debug ] || flavour=$NFNL_FLAVOUR-
