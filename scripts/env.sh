@@ -68,9 +68,10 @@ nfnl_clang() {
 }
 
 # Everything that changes the built kernel goes into the cache key.  The
-# debug flavour (tests/config alone, the default until the fast flavour)
-# hashes exactly what it always has, so that its existing builds stay
-# valid; every other flavour adds its name and fragment.
+# debug flavour (base.config and tests/config, no fragment of its own; the
+# default until the fast flavour) hashes exactly what it always has, so
+# that its existing builds stay valid; every other flavour adds its name
+# and fragment.
 nfnl_kernel_key() {
 	{
 		nfnl_kernel_version

@@ -3,10 +3,11 @@
 # Concurrent writers and readers of a user-space helper's shared state, for
 # CONCURRENCY_SECONDS (default 10) per module in CONCURRENCY_MODULES: ours
 # ("rust", the default) and the upstream C one ("c").  On the fast and
-# debug kernels it checks the outcomes; on the KCSAN flavour (scripts/hardening-long,
-# which runs "rust c") the same run is what KCSAN watches, and the C
-# module's run shows the test's checks hold for upstream as well (about
-# 110 s of TCG guest time, hence not in the default run).
+# debug kernels it checks the outcomes; on the KCSAN flavour
+# (scripts/hardening-long, which runs "rust c") the same run is what KCSAN
+# watches, and the C module's run shows the test's checks hold for
+# upstream as well (about 110 s of TCG guest time, hence not in the
+# default run).
 #
 # A client namespace keeps four TCP connections to a server namespace busy
 # (tests/cthelper_race.py traffic, each replaced now and then); an nft ct
