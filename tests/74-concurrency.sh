@@ -154,6 +154,23 @@ size_of() {
 	echo "${n:-0}"
 }
 
+# rx_at_least BYTES: the server has written at least BYTES, read anew on
+# every call (so that retry can wait for it).
+rx_at_least() { [ "$(size_of "$WORK/rx")" -ge "$1" ]; }
+
+# rx_quiet: the server's byte count once it has not moved for a second
+# (at most 60 s).
+rx_quiet() {
+	local last=-1 now
+	for _ in $(seq 60); do
+		sleep 1
+		now=$(size_of "$WORK/rx")
+		[ "$now" = "$last" ] && break
+		last=$now
+	done
+	echo "$now"
+}
+
 established() {
 	[ "$(in_srv conntrack -L -p tcp --dport "$PORT" --state ESTABLISHED 2> /dev/null |
 		grep -c "helper=$HELPER")" -ge "$1" ]
@@ -301,13 +318,7 @@ run_module() {
 
 	# Deterministic end: no traffic, then one more line per connection.
 	kill -USR1 "$tp"
-	s0=-1
-	# Quiet when the server's byte count stops moving.
-	for _ in $(seq 60); do
-		sleep 1
-		[ "$(size_of "$WORK/rx")" = "$s0" ] && break
-		s0=$(size_of "$WORK/rx")
-	done
+	rx_quiet > /dev/null
 	in_srv "${RACE[@]}" final --helper "$HELPER" --dport "$PORT" --queue "$Q1" > "$WORK/final" 2>&1
 	frc=$?
 	while IFS= read -r line; do
@@ -319,15 +330,20 @@ run_module() {
 		esac
 	done < "$WORK/final"
 	[ "$frc" -eq 0 ] || [ "$final_failed" = 1 ] || t_fail "[$m] the final checks ran (exit $frc)"
+	# The baseline is taken after the final checks, just before the lines
+	# are sent, and the size is read anew at every try (a "$(size_of ...)"
+	# argument would be read once, and retry could never see the lines
+	# arrive).  Each line is at least 7 bytes.
+	s0=$(rx_quiet)
 	kill -USR2 "$tp"
 	t_ok "[$m] one more line per connection reached the server" \
-		retry 240 test "$(size_of "$WORK/rx")" -ge $((s0 + 4 * 7))
+		retry 240 rx_at_least $((s0 + 4 * 7))
 	kill "$tp"
 	wait "$tp"
 	t_eq "[$m] client connections closed cleanly, no send failed" 0 $?
 	sed "s/^/[$m] /" "$WORK/traffic" | t_diag
 	sent=$(stat_of "$WORK/traffic" bytes)
-	retry 120 test "$(size_of "$WORK/rx")" -ge "$sent"
+	retry 120 rx_at_least "$sent"
 	rx=$(size_of "$WORK/rx")
 	t_eq "[$m] every byte sent ($sent) reached the server through the queue" "$sent" "$rx"
 
