@@ -78,6 +78,14 @@ DATA6_PORT=1600
 FAIL_TIMEOUT=3
 # Transfers that should succeed may take this long (a loaded TCG host).
 OK_TIMEOUT=30
+# g)'s IPv6 downloads through conntrackd fail with either module (its ftp
+# helper creates no IPv6 expectation; f) shows the module's part works), so
+# waiting OK_TIMEOUT for each would cost a minute a module.  A download
+# that works takes about a second here even three times slower (b), d)),
+# so this still tells a success from a failure, and both modes run side by
+# side.  The client gives up before pyftpdlib's 20 s active-mode "421",
+# i.e. with nothing unread: a clean close, TIME_WAIT, not an RST.
+IPV6_CTD_TIMEOUT=10
 WORK=$(mktemp -d /tmp/cth60.XXXXXX)
 FILE=payload.bin
 CTD_PID=
@@ -664,7 +672,7 @@ ipv6_conntrackd_case() { # M
 	related6 > /dev/null
 	ftp_request --server "$SRV_ADDR6" --file "$FILE" \
 		--expect "$WORK/root/$FILE" --mode passive --mode active \
-		--timeout "$OK_TIMEOUT"
+		--timeout "$IPV6_CTD_TIMEOUT" --concurrent
 	snooze 0.3
 	queued=$(queue_packets "$FTP6_QUEUE")
 	rel=$(related6)

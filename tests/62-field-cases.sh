@@ -533,7 +533,7 @@ router_ruleset6() {
 ftp6_sessions() {
 	local m=$1 tag=$2 mode line res ctl err state
 	ftp_request --server "$SRV_ADDR6" --file "$FILE" --expect "$WORK/root/$FILE" \
-		--mode passive --mode active --timeout "$FAIL_TIMEOUT"
+		--mode passive --mode active --timeout "$FAIL_TIMEOUT" --concurrent
 	for mode in passive active; do
 		line=${CLIENT[mode=$mode]:-}
 		res=$(kv "$line" result)

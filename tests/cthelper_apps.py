@@ -17,14 +17,18 @@ costs more than everything else.
 
   cthelper_apps.py ftp-client --server A --file NAME --expect LOCAL
                               --mode passive|active [--mode ...]
-                              [--timeout S] [--helpinfo-netns PATH]
+                              [--timeout S] [--concurrent]
+                              [--helpinfo-netns PATH]
       One ftplib session per mode, each downloading NAME and comparing it
-      with LOCAL (over IPv6 when A is an IPv6 address: ftplib then uses
+      with LOCAL; the sessions run one after the other, or side by side
+      with --concurrent (for transfers that should fail: their timeouts
+      overlap instead of adding up) (over IPv6 when A is an IPv6 address: ftplib then uses
       EPSV and EPRT instead of PASV and PORT).  Prints one line per mode:
         mode=M result=ok|fail dataport=P ctlport=C [error=...]
       dataport is the port the data connection goes to (from PASV, or of
       our own PORT listener), so that the caller can find the expectation.
-      With --helpinfo-netns, after the first mode's transfer and while its
+      The lines come in the order the sessions end.  With --helpinfo-netns
+      (not with --concurrent: it forks), after the first mode's transfer and while its
       control connection is still open, a forked child enters the network
       namespace PATH (where conntrack sees the flow), dumps the conntrack
       table over ctnetlink and prints the control connection's CTA_HELP,
@@ -51,6 +55,7 @@ import shlex
 import socket
 import struct
 import sys
+import threading
 
 # No TLS anywhere: make "import ssl" (ftplib) and "from OpenSSL import SSL"
 # (pyftpdlib) fail fast instead of loading OpenSSL and cryptography.
@@ -171,15 +176,37 @@ def ftp_once(args, mode, with_helpinfo):
         out["error"] = "%s:%s" % (type(e).__name__, str(e).replace(" ", "_"))
         if ftp is not None:
             ftp.close()
-    print(" ".join("%s=%s" % kv for kv in out.items()), flush=True)
+    line = " ".join("%s=%s" % kv for kv in out.items()) + "\n"
+    # One write under the lock: concurrent sessions' lines must not mix.
+    with OUTPUT_LOCK:
+        sys.stdout.write(line)
+        sys.stdout.flush()
     return out["result"] == "ok"
 
 
+OUTPUT_LOCK = threading.Lock()
+
+
 def ftp_client(args):
-    ok = True
-    for i, mode in enumerate(args.mode):
-        ok &= ftp_once(args, mode, i == 0 and args.helpinfo_netns)
-    return 0 if ok else 1
+    if args.concurrent and args.helpinfo_netns:
+        raise ValueError("--helpinfo-netns forks: not with --concurrent")
+    sessions = [(mode, i == 0 and args.helpinfo_netns)
+                for i, mode in enumerate(args.mode)]
+    if not args.concurrent:
+        results = [ftp_once(args, *s) for s in sessions]
+        return 0 if all(results) else 1
+    results = [False] * len(sessions)
+
+    def run(i):
+        results[i] = ftp_once(args, *sessions[i])
+
+    threads = [threading.Thread(target=run, args=(i,))
+               for i in range(len(sessions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return 0 if all(results) else 1
 
 
 # ------------------------------------------------------------------ ctnetlink
@@ -390,6 +417,7 @@ def client_parser():
     p.add_argument("--mode", action="append", required=True,
                    choices=("passive", "active"))
     p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--concurrent", action="store_true")
     p.add_argument("--helpinfo-netns")
     return p
 
