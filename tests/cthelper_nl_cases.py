@@ -677,8 +677,12 @@ def _(ck, env):
     cleanup(ck, env)
 
 
-# Deleting a helper waits for an RCU grace period, which takes ~70 ms in
-# the TCG guest, so the size of the big dump is what sets the run time.
+# Deleting a helper waits for three RCU grace periods
+# (nf_conntrack_helper_unregister(): synchronize_rcu(), then
+# nf_ct_iterate_destroy()'s synchronize_net() and synchronize_rcu()),
+# ~70 ms in the TCG guest with normal grace periods, a fraction of that
+# with the expedited ones scripts/vm boots with; the size of the big dump
+# is what sets this case's run time.
 DUMP_COUNT = 400
 
 
