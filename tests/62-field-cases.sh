@@ -526,12 +526,15 @@ router_ruleset6() {
 	EOF
 }
 
-# ftp6_sessions M TAG: passive and active downloads over IPv6; records
-# per mode "result control-state" where control-state is "bound" (the
-# control connection's conntrack has helper=ftp), "none" (not connected)
-# or what the agent says about it; and the expectations on it.
+# ftp6_sessions M TAG: passive and active downloads over IPv6, side by
+# side; records per mode "result error last=VERB dataport=yes|no
+# control-state": VERB is the last command the client sent (EPSV or EPRT
+# when the control connection worked and only the data connection
+# failed), dataport whether the data port was known (passive: EPSV's
+# reply came back), control-state "none" (not connected) or the control
+# connection's conntrack (family, helper) and the expectations on it.
 ftp6_sessions() {
-	local m=$1 tag=$2 mode line res ctl err state
+	local m=$1 tag=$2 mode line res ctl err state last port
 	ftp_request --server "$SRV_ADDR6" --file "$FILE" --expect "$WORK/root/$FILE" \
 		--mode passive --mode active --timeout "$FAIL_TIMEOUT" --concurrent
 	for mode in passive active; do
@@ -539,6 +542,8 @@ ftp6_sessions() {
 		res=$(kv "$line" result)
 		ctl=$(kv "$line" ctlport)
 		err=$(kv "$line" error)
+		last=$(kv "$line" lastcmd)
+		port=$(kv "$line" dataport)
 		state=none
 		if [ "${ctl:-0}" != 0 ]; then
 			fa ct "$ctl"
@@ -546,7 +551,7 @@ ftp6_sessions() {
 			fa expects "$ctl"
 			state+=" expectations=$FA"
 		fi
-		FTP6[$mode]="${res:-none} ${err%%:*} $state"
+		FTP6[$mode]="${res:-none} ${err%%:*} last=${last:-none} dataport=$([ "${port:-0}" != 0 ] && echo yes || echo no) $state"
 		echo "# [$m] 6) $tag: $line"
 	done
 }
@@ -563,9 +568,9 @@ ipv6_ftp_case() {
 	ftp6_sessions "$m" "conntrackd running"
 	q=$(queue_packets "$FTP6_QUEUE")
 	check "$m" 6:running:passive "6) conntrackd running: passive (EPSV) download fails (no IPv6 expectation: conntrackd's ftp helper), the control connection bound to helper ftp" \
-		"fail TimeoutError v6 helper=ftp expectations=none" "${FTP6[passive]}"
+		"fail TimeoutError last=EPSV dataport=yes v6 helper=ftp expectations=none" "${FTP6[passive]}"
 	check "$m" 6:running:active "6) conntrackd running: active (EPRT) download fails the same way" \
-		"fail TimeoutError v6 helper=ftp expectations=none" "${FTP6[active]}"
+		"fail TimeoutError last=EPRT dataport=yes v6 helper=ftp expectations=none" "${FTP6[active]}"
 	OUTCOME[$m:6:running:queued]=$([ "${q:-0}" -ge 6 ] && echo yes)
 	t_ok "[$m] 6) the control connections' packets were queued to conntrackd ($q)" \
 		test "${q:-0}" -ge 6
@@ -574,9 +579,9 @@ ipv6_ftp_case() {
 		"ftp/10/6:q=$FTP6_QUEUE:s=1:priv=24:pol=ftp/1/300" table
 	ftp6_sessions "$m" "conntrackd stopped"
 	check "$m" 6:stopped:passive "6) conntrackd stopped: passive download fails, not even the control connection" \
-		"fail TimeoutError none" "${FTP6[passive]}"
+		"fail TimeoutError last=none dataport=no none" "${FTP6[passive]}"
 	check "$m" 6:stopped:active "6) conntrackd stopped: active download fails, not even the control connection" \
-		"fail TimeoutError none" "${FTP6[active]}"
+		"fail TimeoutError last=none dataport=no none" "${FTP6[active]}"
 	nft delete table ip6 cth62v6
 	conntrack -F > /dev/null 2>&1
 	t_ok "[$m] 6) helper deleted" retry 30 nfct helper delete ftp inet6 tcp

@@ -17,22 +17,25 @@ costs more than everything else.
 
   cthelper_apps.py ftp-client --server A --file NAME --expect LOCAL
                               --mode passive|active [--mode ...]
-                              [--timeout S] [--concurrent]
-                              [--helpinfo-netns PATH]
+                              [--timeout S]
+                              [--concurrent | --helpinfo-netns PATH]
       One ftplib session per mode, each downloading NAME and comparing it
-      with LOCAL; the sessions run one after the other, or side by side
-      with --concurrent (for transfers that should fail: their timeouts
-      overlap instead of adding up) (over IPv6 when A is an IPv6 address: ftplib then uses
-      EPSV and EPRT instead of PASV and PORT).  Prints one line per mode:
-        mode=M result=ok|fail dataport=P ctlport=C [error=...]
+      with LOCAL (over IPv6 when A is an IPv6 address: ftplib then uses
+      EPSV and EPRT instead of PASV and PORT).  The sessions run one after
+      the other, or side by side with --concurrent (for transfers that
+      should fail: their timeouts overlap instead of adding up).  Prints
+      one line per mode, in the order the sessions end:
+        mode=M result=ok|fail dataport=P ctlport=C lastcmd=V [error=...]
       dataport is the port the data connection goes to (from PASV, or of
-      our own PORT listener), so that the caller can find the expectation.
-      The lines come in the order the sessions end.  With --helpinfo-netns
-      (not with --concurrent: it forks), after the first mode's transfer and while its
-      control connection is still open, a forked child enters the network
-      namespace PATH (where conntrack sees the flow), dumps the conntrack
-      table over ctnetlink and prints the control connection's CTA_HELP,
-      decoded as conntrackd's ftp helper lays out its private data
+      our own PORT listener), so that the caller can find the expectation;
+      lastcmd the verb of the last command sent ("none" before the first),
+      which tells how far a failed session got.  With --helpinfo-netns
+      (not with --concurrent: it forks), after the first mode's transfer
+      and while its control connection is still open, a forked child
+      enters the network namespace PATH (where conntrack sees the flow),
+      dumps the conntrack table over ctnetlink and prints the control
+      connection's CTA_HELP, decoded as conntrackd's ftp helper lays out
+      its private data
       (struct ftp_info: u32 seq_aft_nl[2][2]; int seq_aft_nl_num[2]):
         helpinfo name=ftp len=24 orig_num=N orig_seqs=a,b orig_gap=G
                  repl_num=N repl_seqs=c,d repl_gap=G hex=...
@@ -64,12 +67,14 @@ sys.modules["OpenSSL"] = None
 
 import ftplib  # noqa: E402  (after the import blocks above)
 
+# ftp-client --concurrent: one write of a whole line at a time.
+OUTPUT_LOCK = threading.Lock()
+
 # ------------------------------------------------------------------ FTP
 
 
 def servers(args):
     import logging
-    import threading
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import FTPHandler
     from pyftpdlib.servers import FTPServer
@@ -107,10 +112,12 @@ def servers(args):
 
 
 class RecordingFTP(ftplib.FTP):
-    """ftplib.FTP that remembers the data port, the length of the last
-    command line and of every reply line as they went over the wire."""
+    """ftplib.FTP that remembers the data port, the last command's verb,
+    the length of the last command line and of every reply line as they
+    went over the wire."""
 
     dataport = 0
+    last_cmd = "none"
     last_cmd_len = 0
 
     def __init__(self, *a, **kw):
@@ -118,6 +125,7 @@ class RecordingFTP(ftplib.FTP):
         super().__init__(*a, **kw)
 
     def putcmd(self, line):
+        self.last_cmd = line.split(" ", 1)[0]
         self.last_cmd_len = len(line) + 2
         super().putcmd(line)
 
@@ -149,7 +157,8 @@ class RecordingFTP(ftplib.FTP):
 
 
 def ftp_once(args, mode, with_helpinfo):
-    out = {"mode": mode, "result": "fail", "dataport": 0, "ctlport": 0}
+    out = {"mode": mode, "result": "fail", "dataport": 0, "ctlport": 0,
+           "lastcmd": "none"}
     ftp = None
     try:
         ftp = RecordingFTP(timeout=args.timeout)
@@ -162,6 +171,7 @@ def ftp_once(args, mode, with_helpinfo):
             ftp.retrbinary("RETR " + args.file, chunks.append)
         finally:
             out["dataport"] = ftp.dataport
+            out["lastcmd"] = ftp.last_cmd
         with open(args.expect, "rb") as f:
             want = f.read()
         got = b"".join(chunks)
@@ -175,21 +185,16 @@ def ftp_once(args, mode, with_helpinfo):
     except Exception as e:  # report, do not crash: failure is an outcome
         out["error"] = "%s:%s" % (type(e).__name__, str(e).replace(" ", "_"))
         if ftp is not None:
+            out["lastcmd"] = ftp.last_cmd
             ftp.close()
     line = " ".join("%s=%s" % kv for kv in out.items()) + "\n"
-    # One write under the lock: concurrent sessions' lines must not mix.
     with OUTPUT_LOCK:
         sys.stdout.write(line)
         sys.stdout.flush()
     return out["result"] == "ok"
 
 
-OUTPUT_LOCK = threading.Lock()
-
-
 def ftp_client(args):
-    if args.concurrent and args.helpinfo_netns:
-        raise ValueError("--helpinfo-netns forks: not with --concurrent")
     sessions = [(mode, i == 0 and args.helpinfo_netns)
                 for i, mode in enumerate(args.mode)]
     if not args.concurrent:
@@ -395,8 +400,6 @@ def tftp_send(root, name, peer, addr):
 
 
 def tftp_server(s, root, addr):
-    import threading
-
     while True:
         pkt, peer = s.recvfrom(2048)
         if len(pkt) < 4 or struct.unpack_from("!H", pkt)[0] != TFTP_RRQ:
@@ -417,8 +420,10 @@ def client_parser():
     p.add_argument("--mode", action="append", required=True,
                    choices=("passive", "active"))
     p.add_argument("--timeout", type=float, default=5.0)
-    p.add_argument("--concurrent", action="store_true")
-    p.add_argument("--helpinfo-netns")
+    # --helpinfo-netns forks, which a threaded process must not.
+    fork_or_threads = p.add_mutually_exclusive_group()
+    fork_or_threads.add_argument("--concurrent", action="store_true")
+    fork_or_threads.add_argument("--helpinfo-netns")
     return p
 
 
