@@ -28,6 +28,21 @@ nfnl_die() {
 	exit 1
 }
 
+# nfnl_guest_sees DIR WHAT: dies unless the guest sees DIR as the host
+# does.  virtme-ng's guest init mounts empty file systems over /var/tmp,
+# /var/log and /run (virtme-init): a kernel build tree there (the
+# cache's, or KDIR) is gone in the guest, and with it the C module,
+# nf_conntrack_ftp and the selftests' source, so that most tests fail for
+# that alone (seen with NFNL_CTHELPER_CACHE under /var/tmp).
+nfnl_guest_sees() {
+	local dir
+	dir=$(realpath -m "$1")
+	case $dir/ in
+	/var/tmp/* | /var/log/* | /run/*)
+		nfnl_die "$2 $1 is under a directory the guest mounts empty (/var/tmp, /var/log, /run): choose another" ;;
+	esac
+}
+
 # The Debian package version of the kernel source, e.g. 6.12.117-1~deb12u1.
 nfnl_kernel_version() {
 	dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null ||
