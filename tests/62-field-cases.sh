@@ -530,8 +530,9 @@ router_ruleset6() {
 # side; records per mode "result error last=VERB dataport=yes|no
 # control-state": VERB is the last command the client sent (EPSV or EPRT
 # when the control connection worked and only the data connection
-# failed), dataport whether the data port was known (passive: EPSV's
-# reply came back), control-state "none" (not connected) or the control
+# failed), dataport whether the data port was known (for passive mode:
+# EPSV's reply came back; the active client knows its own port before it
+# sends EPRT), control-state "none" (not connected) or the control
 # connection's conntrack (family, helper) and the expectations on it.
 ftp6_sessions() {
 	local m=$1 tag=$2 mode line res ctl err state last port

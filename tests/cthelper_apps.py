@@ -34,9 +34,9 @@ costs more than everything else.
       and while its control connection is still open, a forked child
       enters the network namespace PATH (where conntrack sees the flow),
       dumps the conntrack table over ctnetlink and prints the control
-      connection's CTA_HELP, decoded as conntrackd's ftp helper lays out
-      its private data
-      (struct ftp_info: u32 seq_aft_nl[2][2]; int seq_aft_nl_num[2]):
+      connection's CTA_HELP, decoded as conntrackd's ftp helper lays out its
+      private data (struct ftp_info: u32 seq_aft_nl[2][2];
+      int seq_aft_nl_num[2]):
         helpinfo name=ftp len=24 orig_num=N orig_seqs=a,b orig_gap=G
                  repl_num=N repl_seqs=c,d repl_gap=G hex=...
                  last_cmd_len=L resp_lens=x,y,z

@@ -677,12 +677,13 @@ def _(ck, env):
     cleanup(ck, env)
 
 
-# Deleting a helper waits for three RCU grace periods
+# Deleting a helper waits for at least three RCU grace periods
 # (nf_conntrack_helper_unregister(): synchronize_rcu(), then
-# nf_ct_iterate_destroy()'s synchronize_net() and synchronize_rcu()),
-# ~70 ms in the TCG guest with normal grace periods, a fraction of that
-# with the expedited ones scripts/vm boots with; the size of the big dump
-# is what sets this case's run time.
+# nf_ct_iterate_destroy()'s synchronize_net() and synchronize_rcu()), and
+# for any namespace being dismantled (net_ns_barrier()): ~70 ms a deletion
+# in the TCG guest with normal grace periods, a fraction of that with the
+# expedited ones scripts/vm boots with; the size of the big dump is what
+# sets this case's run time.
 DUMP_COUNT = 400
 
 
