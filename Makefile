@@ -10,9 +10,12 @@
 #   make clean
 
 # Without KDIR, the cached test kernel (built first if missing).  Not for
-# `make bench`, which builds and boots a kernel of its own.
+# `make bench`, which builds and boots a kernel of its own, nor for `make
+# check` and `make demo`, whose scripts build it themselves: check's
+# timing table shows the build as a phase of its own, which a build while
+# make reads this file would hide.
 ifeq ($(origin KDIR),undefined)
-ifneq ($(MAKECMDGOALS),bench)
+ifneq ($(if $(MAKECMDGOALS),$(filter-out bench check demo,$(MAKECMDGOALS)),all),)
 KDIR := $(shell $(CURDIR)/scripts/build-kernel)
 ifeq ($(KDIR),)
 $(error scripts/build-kernel failed)
