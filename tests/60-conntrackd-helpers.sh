@@ -667,7 +667,7 @@ ipv6_ctnetlink_case() { # M SPORT
 # are asserted.
 ipv6_conntrackd_case() { # M
 	local m=$1 tag="g) IPv6 FTP, conntrackd" mode line res port ctl ct_list from
-	local queued rel err last
+	local queued rel
 	conntrackd_up "[$m] $tag: conntrackd starts with its ftp helper for inet6" conntrackd6.conf
 	t_eq "[$m] $tag: conntrackd configured and enabled the inet6 ftp helper" \
 		"ftp:$FTP6_QUEUE:enabled " "$(helper_states '' 6)"
@@ -684,12 +684,9 @@ ipv6_conntrackd_case() { # M
 	echo "# [$m] $tag: transfers done at ${SECONDS}s"
 	for mode in passive active; do
 		line=${CLIENT[mode=$mode]:-}
-		res=$(kv "$line" result)
 		port=$(kv "$line" dataport)
 		ctl=$(kv "$line" ctlport)
-		err=$(kv "$line" error)
-		last=$(kv "$line" lastcmd)
-		OUTCOME[$m:ipv6-conntrackd:ftp-$mode]="${res:-none} ${err%%:*} last=${last:-none} dataport=$([ "${port:-0}" != 0 ] && echo yes || echo no)"
+		OUTCOME[$m:ipv6-conntrackd:ftp-$mode]=$(ftp_progress "$line")
 		if [[ $ct_list == *"sport=${ctl:-x} dport=21 "*"helper=ftp"* ]]; then
 			t_pass "[$m] $tag: $mode control connection has helper=ftp"
 		else

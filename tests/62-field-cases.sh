@@ -535,16 +535,12 @@ router_ruleset6() {
 # sends EPRT), control-state "none" (not connected) or the control
 # connection's conntrack (family, helper) and the expectations on it.
 ftp6_sessions() {
-	local m=$1 tag=$2 mode line res ctl err state last port
+	local m=$1 tag=$2 mode line ctl state
 	ftp_request --server "$SRV_ADDR6" --file "$FILE" --expect "$WORK/root/$FILE" \
 		--mode passive --mode active --timeout "$FAIL_TIMEOUT" --concurrent
 	for mode in passive active; do
 		line=${CLIENT[mode=$mode]:-}
-		res=$(kv "$line" result)
 		ctl=$(kv "$line" ctlport)
-		err=$(kv "$line" error)
-		last=$(kv "$line" lastcmd)
-		port=$(kv "$line" dataport)
 		state=none
 		if [ "${ctl:-0}" != 0 ]; then
 			fa ct "$ctl"
@@ -552,7 +548,7 @@ ftp6_sessions() {
 			fa expects "$ctl"
 			state+=" expectations=$FA"
 		fi
-		FTP6[$mode]="${res:-none} ${err%%:*} last=${last:-none} dataport=$([ "${port:-0}" != 0 ] && echo yes || echo no) $state"
+		FTP6[$mode]="$(ftp_progress "$line") $state"
 		echo "# [$m] 6) $tag: $line"
 	done
 }

@@ -84,6 +84,18 @@ kv() { # LINE KEY: the value of KEY=value in LINE
 	esac
 }
 
+# ftp_progress LINE: how far an ftp-client session (cthelper_apps.py) got,
+# from its output line: "RESULT ERROR last=VERB dataport=yes|no", ERROR
+# the exception's type (empty when none), VERB the last command sent.
+ftp_progress() {
+	local line=$1 res err last port
+	res=$(kv "$line" result)
+	err=$(kv "$line" error)
+	last=$(kv "$line" lastcmd)
+	port=$(kv "$line" dataport)
+	echo "${res:-none} ${err%%:*} last=${last:-none} dataport=$([ "${port:-0}" != 0 ] && echo yes || echo no)"
+}
+
 queue_packets() { # Q: the id of its last packet, 0 when it is not bound
 	local q id rest
 	while read -r q _ _ _ _ _ _ id rest; do
