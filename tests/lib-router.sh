@@ -35,7 +35,8 @@ stop_pid() { # PID: TERM, then KILL after 5 s
 
 # The client and server namespaces and their links to the router, with
 # forwarding on.  We are in the router namespace already.  One ip process
-# per namespace.
+# per namespace.  ROUTE_OPTS, if set, is added to the client's and the
+# server's default routes (the ones between them), e.g. "rto_min 5s".
 netns_up() {
 	[ "$(ip netns identify $$)" = "$RTR" ] &&
 	ip netns add "$CLI" && ip netns add "$SRV" &&
@@ -55,16 +56,16 @@ netns_up() {
 		addr add $CLI_ADDR6/64 dev c0 nodad
 		link set lo up
 		link set c0 up
-		route add default via $RTR_CLI_ADDR
-		route add ::/0 via $RTR_CLI_ADDR6
+		route add default via $RTR_CLI_ADDR ${ROUTE_OPTS:-}
+		route add ::/0 via $RTR_CLI_ADDR6 ${ROUTE_OPTS:-}
 	EOF
 	ip -n "$SRV" -batch - <<-EOF &&
 		addr add $SRV_ADDR/24 dev s0
 		addr add $SRV_ADDR6/64 dev s0 nodad
 		link set lo up
 		link set s0 up
-		route add default via $RTR_SRV_ADDR
-		route add ::/0 via $RTR_SRV_ADDR6
+		route add default via $RTR_SRV_ADDR ${ROUTE_OPTS:-}
+		route add ::/0 via $RTR_SRV_ADDR6 ${ROUTE_OPTS:-}
 	EOF
 	echo 1 > /proc/sys/net/ipv4/ip_forward &&
 	echo 1 > /proc/sys/net/ipv6/conf/all/forwarding
