@@ -613,8 +613,12 @@ if ! ROUTE_OPTS="rto_min 5s" netns_up; then
 	t_done
 fi
 t_pass "namespaces, veth, routes"
-t_eq "the client's routes to the server have rto_min 5s (run_cases)" "rto_min lock 5s rto_min lock 5s" \
-	"$(ip -n "$CLI" -4 route show default | grep -o 'rto_min lock [0-9a-z]*') $(ip -n "$CLI" -6 route show default | grep -o 'rto_min lock [0-9a-z]*')"
+t_eq "the client's and the server's routes to each other have rto_min 5s (run_cases)" \
+	"rto_min lock 5s rto_min lock 5s rto_min lock 5s rto_min lock 5s" \
+	"$(for ns in "$CLI" "$SRV"; do
+		ip -n "$ns" -4 route show default
+		ip -n "$ns" -6 route show default
+	done | grep -o 'rto_min lock [0-9a-z]*' | paste -sd ' ')"
 for tool in rpcbind rpcinfo; do
 	command -v "$tool" > /dev/null || t_fail "$tool missing: Debian package rpcbind (scripts/setup)"
 done
